@@ -1,0 +1,44 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ella.Modules.Common;
+
+/// <summary>diffusers' <c>TimestepEmbedding</c>: linear_1 → activation → linear_2.</summary>
+public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
+{
+    readonly Linear linear_1;
+    readonly Linear linear_2;
+    readonly string _activation;
+
+    public TimestepEmbedding(int inChannels, int timeEmbedDim, string activation = "silu", int? outDim = null)
+        : base(nameof(TimestepEmbedding))
+    {
+        linear_1 = nn.Linear(inChannels, timeEmbedDim);
+        linear_2 = nn.Linear(timeEmbedDim, outDim ?? timeEmbedDim);
+        _activation = activation;
+        if (activation is not ("silu" or "swish" or "gelu" or "relu" or "mish"))
+            throw new EllaException($"TimestepEmbedding: unknown act_fn '{activation}' (silu, swish, gelu, relu, mish)");
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor sample)
+    {
+        using var h = linear_1.forward(sample);
+        using var a = Activations.Apply(_activation, h);
+        return linear_2.forward(a);
+    }
+}
+
+/// <summary>The activation functions diffusers names by string in configs.</summary>
+public static class Activations
+{
+    public static Tensor Apply(string name, Tensor x) => name switch
+    {
+        "silu" or "swish" => nn.functional.silu(x),
+        "gelu" => nn.functional.gelu(x),
+        "relu" => nn.functional.relu(x),
+        "mish" => x.mul(nn.functional.softplus(x).tanh_()),
+        _ => throw new EllaException($"unknown activation '{name}'"),
+    };
+}

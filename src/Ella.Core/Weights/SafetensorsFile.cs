@@ -1,0 +1,280 @@
+using System.IO.MemoryMappedFiles;
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+
+namespace Ella.Weights;
+
+/// <summary>
+/// One <c>.safetensors</c> file: the header is parsed and fully validated on open; tensor data stays memory-mapped and
+/// is copied into a torch tensor only when <see cref="Read"/> asks for it.
+/// </summary>
+/// <remarks>
+/// Validation (each failure is a <see cref="CheckpointException"/> naming the file): empty file, header length past the
+/// end, header that is not a JSON object, unknown dtype, malformed shape or offsets, shape × dtype size different from
+/// the byte length, offsets out of range, overlapping or leaving holes, duplicate names. Nothing is allocated beyond the
+/// header's own size before validation passes, so a corrupt file cannot make the reader allocate more than the file.
+/// </remarks>
+public sealed unsafe class SafetensorsFile : ITensorSource
+{
+    /// <summary>The format's own limit on header size.</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+    const string MetadataKey = "__metadata__";
+
+    readonly Dictionary<string, Entry> _entries;
+    readonly List<string> _names;
+    readonly MemoryMappedFile? _map;
+    readonly MemoryMappedViewAccessor? _view;
+    readonly byte* _base;
+    readonly long _dataStart;
+
+    sealed record Entry(TensorInfo Info, torch.ScalarType Type, long Begin, long End);
+
+    public string Path { get; }
+    public IReadOnlyList<string> Names => _names;
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+    /// <summary>Size of the JSON header in bytes.</summary>
+    public long HeaderLength { get; }
+
+    SafetensorsFile(string path, long headerLength, Dictionary<string, Entry> entries, Dictionary<string, string> metadata,
+        MemoryMappedFile? map, MemoryMappedViewAccessor? view)
+    {
+        Path = path;
+        HeaderLength = headerLength;
+        _entries = entries;
+        _names = entries.Keys.ToList();
+        Metadata = metadata;
+        _map = map;
+        _view = view;
+        _dataStart = 8 + headerLength;
+        if (view != null)
+        {
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            _base = p + view.PointerOffset;
+        }
+    }
+
+    /// <summary>Opens and validates a safetensors file.</summary>
+    public static SafetensorsFile Open(string path)
+    {
+        if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found");
+        long fileLength = new FileInfo(path).Length;
+        if (fileLength == 0) throw new CheckpointException($"{path}: the file is empty (0 bytes), not a safetensors file");
+        if (fileLength < 8) throw new CheckpointException($"{path}: {fileLength} bytes is too short for a safetensors header");
+
+        byte[] header;
+        long headerLength;
+        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+        {
+            Span<byte> len = stackalloc byte[8];
+            fs.ReadExactly(len);
+            ulong raw = BitConverter.ToUInt64(len);
+            if (raw > (ulong)(fileLength - 8))
+                throw new CheckpointException($"{path}: header length {raw} runs past the end of the file ({fileLength} bytes); the file is truncated or not safetensors");
+            if (raw > MaxHeaderBytes)
+                throw new CheckpointException($"{path}: header length {raw} exceeds the format's limit of {MaxHeaderBytes} bytes");
+            if (raw < 2) throw new CheckpointException($"{path}: header length {raw} is too small to hold a JSON object");
+            headerLength = (long)raw;
+            header = new byte[headerLength];
+            fs.ReadExactly(header);
+        }
+
+        long dataLength = fileLength - 8 - headerLength;
+        var (entries, metadata) = ParseHeader(path, header, dataLength);
+        ValidateLayout(path, entries.Values, dataLength);
+
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        if (dataLength > 0)
+        {
+            map = MemoryMappedFile.CreateFromFile(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read), null, 0,
+                MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
+        }
+        return new SafetensorsFile(path, headerLength, entries, metadata, map, view);
+    }
+
+    static (Dictionary<string, Entry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
+    {
+        var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        // Trailing spaces pad the header to 8-byte alignment.
+        int end = header.Length;
+        while (end > 0 && header[end - 1] == (byte)' ') end--;
+        var reader = new Utf8JsonReader(header.AsSpan(0, end), new JsonReaderOptions { MaxDepth = 8 });
+        try
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+                throw new CheckpointException($"{path}: the header is not a JSON object");
+            while (true)
+            {
+                if (!reader.Read()) throw new CheckpointException($"{path}: the header JSON ends early");
+                if (reader.TokenType == JsonTokenType.EndObject) break;
+                string name = reader.GetString()!;
+                if (!seen.Add(name)) throw new CheckpointException($"{path}: tensor name '{name}' appears twice in the header");
+                reader.Read();
+                if (name == MetadataKey)
+                {
+                    ReadMetadata(path, ref reader, metadata);
+                    continue;
+                }
+                entries[name] = ReadEntry(path, name, ref reader);
+            }
+            if (reader.Read()) throw new CheckpointException($"{path}: unexpected data after the header's JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointException($"{path}: the header is not valid JSON ({e.Message})", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new CheckpointException($"{path}: the header JSON has an unexpected value type ({e.Message})", e);
+        }
+        return (entries, metadata);
+    }
+
+    static void ReadMetadata(string path, ref Utf8JsonReader reader, Dictionary<string, string> metadata)
+    {
+        if (reader.TokenType == JsonTokenType.Null) return;
+        if (reader.TokenType != JsonTokenType.StartObject)
+            throw new CheckpointException($"{path}: __metadata__ must be an object of strings");
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
+        {
+            string key = reader.GetString()!;
+            reader.Read();
+            if (reader.TokenType != JsonTokenType.String)
+                throw new CheckpointException($"{path}: __metadata__ value '{key}' must be a string");
+            metadata[key] = reader.GetString()!;
+        }
+    }
+
+    static Entry ReadEntry(string path, string name, ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject)
+            throw new CheckpointException($"{path}: tensor '{name}': expected an object with dtype, shape and data_offsets");
+        string? dtype = null;
+        List<long>? shape = null, offsets = null;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
+        {
+            string field = reader.GetString()!;
+            reader.Read();
+            switch (field)
+            {
+                case "dtype":
+                    if (reader.TokenType != JsonTokenType.String) throw new CheckpointException($"{path}: tensor '{name}': dtype must be a string");
+                    dtype = reader.GetString();
+                    break;
+                case "shape": shape = ReadLongArray(path, name, field, ref reader); break;
+                case "data_offsets": offsets = ReadLongArray(path, name, field, ref reader); break;
+                default: reader.Skip(); break;
+            }
+        }
+        if (dtype == null) throw new CheckpointException($"{path}: tensor '{name}' has no dtype");
+        if (shape == null) throw new CheckpointException($"{path}: tensor '{name}' has no shape");
+        if (offsets == null || offsets.Count != 2) throw new CheckpointException($"{path}: tensor '{name}': data_offsets must be [begin, end]");
+        if (!SafetensorsDType.TryParse(dtype, out var type, out int size))
+            throw new CheckpointException($"{path}: tensor '{name}' has unknown dtype '{dtype}' (supported: {string.Join(", ", SafetensorsDType.Names)})");
+        long elements = 1;
+        try
+        {
+            foreach (long d in shape) elements = checked(elements * d);
+            long bytes = checked(elements * size);
+            long begin = offsets[0], end = offsets[1];
+            if (begin > end) throw new CheckpointException($"{path}: tensor '{name}': data_offsets [{begin}, {end}] end before they begin");
+            if (bytes != end - begin)
+                throw new CheckpointException($"{path}: tensor '{name}': shape [{string.Join(", ", shape)}] × {dtype} needs {bytes} bytes but data_offsets give {end - begin}");
+            return new Entry(new TensorInfo(name, dtype, shape.ToArray(), bytes), type, begin, end);
+        }
+        catch (OverflowException)
+        {
+            throw new CheckpointException($"{path}: tensor '{name}': shape [{string.Join(", ", shape)}] is too large");
+        }
+    }
+
+    static List<long> ReadLongArray(string path, string name, string field, ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType != JsonTokenType.StartArray) throw new CheckpointException($"{path}: tensor '{name}': {field} must be an array of integers");
+        var list = new List<long>();
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out long v) || v < 0)
+                throw new CheckpointException($"{path}: tensor '{name}': {field} must hold non-negative integers");
+            list.Add(v);
+            if (list.Count > 64) throw new CheckpointException($"{path}: tensor '{name}': {field} has too many entries");
+        }
+        return list;
+    }
+
+    static void ValidateLayout(string path, IEnumerable<Entry> entries, long dataLength)
+    {
+        long expected = 0;
+        Entry? previous = null;
+        foreach (var e in entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
+        {
+            if (e.End > dataLength)
+                throw new CheckpointException($"{path}: tensor '{e.Info.Name}': data_offsets [{e.Begin}, {e.End}] are out of range (the data section has {dataLength} bytes)");
+            if (e.Begin < expected)
+                throw new CheckpointException($"{path}: tensors '{previous!.Info.Name}' and '{e.Info.Name}' overlap (offsets {previous.Begin}-{previous.End} and {e.Begin}-{e.End})");
+            if (e.Begin > expected)
+                throw new CheckpointException($"{path}: bytes {expected}-{e.Begin} of the data section belong to no tensor; the offsets do not cover the data");
+            expected = e.End;
+            previous = e;
+        }
+        if (expected != dataLength)
+            throw new CheckpointException($"{path}: the tensors cover {expected} bytes but the data section has {dataLength}; the offsets do not cover the data");
+    }
+
+    public bool Contains(string name) => _entries.ContainsKey(name);
+
+    public TensorInfo GetInfo(string name) => Get(name).Info;
+
+    Entry Get(string name) =>
+        _entries.TryGetValue(name, out var e) ? e : throw new CheckpointException($"{Path}: no tensor named '{name}'");
+
+    /// <summary>Largest span copied at once (Span lengths are ints); internal so tests can exercise chunking.</summary>
+    internal static long CopyChunkBytes = 1L << 30;
+
+    public torch.Tensor Read(string name, torch.ScalarType? dtype = null)
+    {
+        var e = Get(name);
+        var t = torch.empty(e.Info.Shape, e.Type);
+        long length = e.End - e.Begin;
+        if (length > 0)
+        {
+            ObjectDisposedException.ThrowIf(_disposed || _view == null, this);
+            byte* src = _base + _dataStart + e.Begin;
+            using var flat = t.view(-1);
+            int elementSize = (int)(length / Math.Max(1, e.Info.ElementCount));
+            long chunkElements = Math.Max(1, CopyChunkBytes / elementSize);
+            for (long start = 0; start < e.Info.ElementCount; start += chunkElements)
+            {
+                long count = Math.Min(chunkElements, e.Info.ElementCount - start);
+                using var part = flat.narrow(0, start, count);
+                new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))).CopyTo(part.bytes);
+            }
+        }
+        if (dtype is { } target && target != e.Type)
+        {
+            var converted = t.to_type(target);
+            t.Dispose();
+            return converted;
+        }
+        return t;
+    }
+
+    bool _disposed;
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (_view != null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+    }
+}
