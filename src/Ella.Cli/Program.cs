@@ -1,3 +1,3 @@
-using TorchSharp;
-var x = torch.randn(3, 3);
-Console.WriteLine(x.matmul(x).sum().item<float>());
+using Ella.Cli;
+
+return EllaCli.Run(args, Console.Out, Console.Error);

@@ -1,0 +1,55 @@
+using System.CommandLine;
+using Ella.Cli.Commands;
+
+namespace Ella.Cli;
+
+/// <summary>
+/// The <c>ella</c> command line. Exit codes: 0 success, 2 a problem with the input (bad flag, file, key or value: one
+/// clear line on stderr), 1 an unexpected internal error (one line too; set ELLA_DEBUG=1 for the stack trace).
+/// </summary>
+public static class EllaCli
+{
+    public const int ExitOk = 0;
+    public const int ExitInternal = 1;
+    public const int ExitUsage = 2;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand("EllaSharp: ELLA (LLM-conditioned Stable Diffusion) for .NET");
+        var context = new CliContext(stdout, stderr);
+        root.Subcommands.Add(InspectCommand.Create(context));
+
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors) stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine("Run 'ella --help' (or 'ella COMMAND --help') for usage.");
+            return ExitUsage;
+        }
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return parse.Invoke(config);
+        }
+        catch (Exception e) when (e is EllaException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitUsage;
+        }
+        catch (OperationCanceledException)
+        {
+            stderr.WriteLine("cancelled");
+            return 130;
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine($"error: internal error ({e.GetType().Name}): {e.Message}");
+            if (Environment.GetEnvironmentVariable("ELLA_DEBUG") == "1") stderr.WriteLine(e);
+            else stderr.WriteLine("Set ELLA_DEBUG=1 to see the stack trace, and please report it.");
+            return ExitInternal;
+        }
+    }
+}
+
+/// <summary>Where a command writes; tests pass their own writers.</summary>
+public sealed record CliContext(TextWriter Out, TextWriter Error);
