@@ -24,8 +24,6 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     readonly Dictionary<string, Entry> _entries;
     readonly List<string> _names;
     readonly MemoryMappedFile? _map;
-    readonly MemoryMappedViewAccessor? _view;
-    readonly byte* _base;
     readonly long _dataStart;
 
     sealed record Entry(TensorInfo Info, torch.ScalarType Type, long Begin, long End);
@@ -37,7 +35,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     public long HeaderLength { get; }
 
     SafetensorsFile(string path, long headerLength, Dictionary<string, Entry> entries, Dictionary<string, string> metadata,
-        MemoryMappedFile? map, MemoryMappedViewAccessor? view)
+        MemoryMappedFile? map)
     {
         Path = path;
         HeaderLength = headerLength;
@@ -45,14 +43,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         _names = entries.Keys.ToList();
         Metadata = metadata;
         _map = map;
-        _view = view;
         _dataStart = 8 + headerLength;
-        if (view != null)
-        {
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            _base = p + view.PointerOffset;
-        }
     }
 
     /// <summary>Opens and validates a safetensors file.</summary>
@@ -85,14 +76,10 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         ValidateLayout(path, entries.Values, dataLength);
 
         MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
         if (dataLength > 0)
-        {
             map = MemoryMappedFile.CreateFromFile(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read), null, 0,
                 MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
-        }
-        return new SafetensorsFile(path, headerLength, entries, metadata, map, view);
+        return new SafetensorsFile(path, headerLength, entries, metadata, map);
     }
 
     static (Dictionary<string, Entry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
@@ -243,16 +230,28 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         long length = e.End - e.Begin;
         if (length > 0)
         {
-            ObjectDisposedException.ThrowIf(_disposed || _view == null, this);
-            byte* src = _base + _dataStart + e.Begin;
-            using var flat = t.view(-1);
-            int elementSize = (int)(length / Math.Max(1, e.Info.ElementCount));
-            long chunkElements = Math.Max(1, CopyChunkBytes / elementSize);
-            for (long start = 0; start < e.Info.ElementCount; start += chunkElements)
+            ObjectDisposedException.ThrowIf(_disposed || _map == null, this);
+            // One view per tensor: its pages leave the process when the view closes, so resident memory stays at the
+            // model plus the tensor being copied.
+            using var view = _map.CreateViewAccessor(_dataStart + e.Begin, length, MemoryMappedFileAccess.Read);
+            byte* src = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref src);
+            try
             {
-                long count = Math.Min(chunkElements, e.Info.ElementCount - start);
-                using var part = flat.narrow(0, start, count);
-                new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))).CopyTo(part.bytes);
+                src += view.PointerOffset;
+                using var flat = t.view(-1);
+                int elementSize = (int)(length / Math.Max(1, e.Info.ElementCount));
+                long chunkElements = Math.Max(1, CopyChunkBytes / elementSize);
+                for (long start = 0; start < e.Info.ElementCount; start += chunkElements)
+                {
+                    long count = Math.Min(chunkElements, e.Info.ElementCount - start);
+                    using var part = flat.narrow(0, start, count);
+                    new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))).CopyTo(part.bytes);
+                }
+            }
+            finally
+            {
+                view.SafeMemoryMappedViewHandle.ReleasePointer();
             }
         }
         if (dtype is { } target && target != e.Type)
@@ -270,11 +269,6 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     {
         if (_disposed) return;
         _disposed = true;
-        if (_view != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-        }
         _map?.Dispose();
     }
 }
