@@ -52,6 +52,7 @@ public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
     public static EllaConnector FromPretrained(string path, ScalarType dtype = ScalarType.Float32, Device? device = null,
         EllaConnectorConfig? config = null)
     {
+        Common.DTypeGuard.Check(dtype, device, "ELLA connector");
         using var source = Checkpoint.Open(path);
         var cfg = config ?? EllaConnectorConfig.Resolve(path, source);
         var model = new EllaConnector(cfg);
