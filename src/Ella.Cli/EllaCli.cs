@@ -18,6 +18,8 @@ public static class EllaCli
         var root = new RootCommand("EllaSharp: ELLA (LLM-conditioned Stable Diffusion) for .NET");
         var context = new CliContext(stdout, stderr);
         root.Subcommands.Add(InspectCommand.Create(context));
+        root.Subcommands.Add(TokenizeCommand.Create(context));
+        root.Subcommands.Add(BenchCommand.Create(context));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -10,8 +10,27 @@ public static class SafetensorsWriter
     public static void Save(string path, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors,
         IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var items = tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
-        var dupes = items.GroupBy(kv => kv.Key).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        var items = tensors.ToList();
+        var byName = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
+        var dupes = new List<string>();
+        foreach (var (k, v) in items) if (!byName.TryAdd(k, v)) dupes.Add(k);
+        if (dupes.Count > 0) throw new EllaException($"{path}: duplicate tensor names: {string.Join(", ", dupes)}");
+        SaveStreaming(path, items.Select(kv => new TensorSpec(kv.Key, kv.Value.dtype, kv.Value.shape)).ToList(),
+            spec => byName[spec.Name].alias(), metadata);
+    }
+
+    /// <summary>Name, dtype and shape of a tensor to be written by <see cref="SaveStreaming"/>.</summary>
+    public sealed record TensorSpec(string Name, torch.ScalarType DType, long[] Shape);
+
+    /// <summary>
+    /// Writes tensors produced one at a time by <paramref name="produce"/> (each is disposed after writing), so a file
+    /// larger than memory can be written. Tensors are stored in name order.
+    /// </summary>
+    public static void SaveStreaming(string path, IReadOnlyList<TensorSpec> specs, Func<TensorSpec, torch.Tensor> produce,
+        IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var items = specs.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+        var dupes = items.GroupBy(s => s.Name).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
         if (dupes.Count > 0) throw new EllaException($"{path}: duplicate tensor names: {string.Join(", ", dupes)}");
 
         using var headerStream = new MemoryStream();
@@ -25,13 +44,14 @@ public static class SafetensorsWriter
                 json.WriteEndObject();
             }
             long offset = 0;
-            foreach (var (name, t) in items)
+            foreach (var spec in items)
             {
-                long bytes = t.NumberOfElements * t.ElementSize;
-                json.WriteStartObject(name);
-                json.WriteString("dtype", SafetensorsDType.NameOf(t.dtype));
+                SafetensorsDType.TryParse(SafetensorsDType.NameOf(spec.DType), out _, out int size);
+                long bytes = spec.Shape.Aggregate(1L, (a, b) => a * b) * size;
+                json.WriteStartObject(spec.Name);
+                json.WriteString("dtype", SafetensorsDType.NameOf(spec.DType));
                 json.WriteStartArray("shape");
-                foreach (long d in t.shape) json.WriteNumberValue(d);
+                foreach (long d in spec.Shape) json.WriteNumberValue(d);
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
@@ -56,9 +76,12 @@ public static class SafetensorsWriter
                 fs.Write(BitConverter.GetBytes((ulong)headerStream.Length));
                 headerStream.Position = 0;
                 headerStream.CopyTo(fs);
-                foreach (var (_, t) in items)
+                foreach (var spec in items)
                 {
                     using var scope = torch.NewDisposeScope();
+                    var t = produce(spec);
+                    if (t.dtype != spec.DType || !t.shape.SequenceEqual(spec.Shape))
+                        throw new InvalidOperationException($"{spec.Name}: produced {t.dtype} [{string.Join(",", t.shape)}], declared {spec.DType} [{string.Join(",", spec.Shape)}]");
                     var c = t.detach().cpu().contiguous();
                     if (c.NumberOfElements > 0) WriteTensorBytes(fs, c);
                 }

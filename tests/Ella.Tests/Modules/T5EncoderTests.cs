@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace Ella.Tests.Modules;
 
-public class T5EncoderTests
+public class T5EncoderTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     static string Dir => Fixtures.PathOf("text", "t5");
 
@@ -62,12 +62,12 @@ public class T5EncoderTests
         using var model = T5EncoderModel.FromPretrained(Dir, ScalarType.BFloat16);
         using var _ = inference_mode();
         const string c = "a_batch2_padded128";
-        using var output = model.forward(io[$"{c}.input_ids"], io[$"{c}.attention_mask"]);
-        Assert.Equal(ScalarType.BFloat16, output.dtype);
-        double dev = (output.to_type(ScalarType.Float32) - io[$"{c}.last_hidden_state"]).abs().max().item<float>();
+        using var result = model.forward(io[$"{c}.input_ids"], io[$"{c}.attention_mask"]);
+        Assert.Equal(ScalarType.BFloat16, result.dtype);
+        double dev = (result.to_type(ScalarType.Float32) - io[$"{c}.last_hidden_state"]).abs().max().item<float>();
         double reference = (io[$"{c}.last_hidden_state_bf16"].to_type(ScalarType.Float32) - io[$"{c}.last_hidden_state"]).abs().max().item<float>();
         // Report the deviation; bf16 keeps 8 bits of mantissa, so allow a few ulps at |x| ≈ 4 beyond PyTorch's own bf16 run.
-        Console.WriteLine($"T5 bf16 vs fp32 max |diff| = {dev:F4} (PyTorch CPU bf16: {reference:F4})");
+        output.WriteLine($"T5 bf16 vs fp32 max |diff| = {dev:F4} (PyTorch CPU bf16: {reference:F4})");
         Assert.True(dev < 4 * reference, $"bf16 deviation {dev} is far above PyTorch's {reference}");
     }
 

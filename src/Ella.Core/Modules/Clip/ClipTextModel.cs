@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using Ella.Configs;
 using Ella.Weights;
 using TorchSharp;
@@ -59,14 +60,9 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
     public static ClipTextModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         if (!Directory.Exists(folder)) throw new EllaException($"{folder}: CLIP text encoder folder not found");
-        Common.DTypeGuard.Check(dtype, device, "CLIP text encoder");
-        var model = new ClipTextModel(ClipTextConfig.Load(folder));
-        if (dtype != ScalarType.Float32) model.to(dtype);
-        using (var source = Checkpoint.Open(folder)) StateDictLoader.Load(model, source, OptionalKeys);
-        if (device != null) model.to(device);
-        model.eval();
-        foreach (var p in model.parameters()) p.requires_grad = false;
-        return model;
+        var config = ClipTextConfig.Load(folder);
+        using var source = Checkpoint.Open(folder);
+        return Common.Pretrained.Load(() => new ClipTextModel(config), source, dtype, device, "CLIP text encoder", OptionalKeys);
     }
 }
 
@@ -82,7 +78,7 @@ public sealed class ClipTextTransformer : nn.Module<Tensor, Tensor>
         _config = config;
         embeddings = new ClipTextEmbeddings(config);
         encoder = new ClipEncoder(config);
-        final_layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        final_layer_norm = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
 
@@ -131,8 +127,8 @@ public sealed class ClipTextEmbeddings : nn.Module<Tensor, Tensor>
 
     public ClipTextEmbeddings(ClipTextConfig c) : base(nameof(ClipTextEmbeddings))
     {
-        token_embedding = nn.Embedding(c.VocabSize, c.HiddenSize);
-        position_embedding = nn.Embedding(c.MaxPositionEmbeddings, c.HiddenSize);
+        token_embedding = Layers.Embedding(c.VocabSize, c.HiddenSize);
+        position_embedding = Layers.Embedding(c.MaxPositionEmbeddings, c.HiddenSize);
         RegisterComponents();
     }
 
@@ -181,9 +177,9 @@ public sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor?, Tensor>
     public ClipEncoderLayer(ClipTextConfig c) : base(nameof(ClipEncoderLayer))
     {
         self_attn = new ClipAttention(c);
-        layer_norm1 = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        layer_norm1 = Layers.LayerNorm(c.HiddenSize, c.LayerNormEps);
         mlp = new ClipMlp(c);
-        layer_norm2 = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        layer_norm2 = Layers.LayerNorm(c.HiddenSize, c.LayerNormEps);
         RegisterComponents();
     }
 
@@ -208,10 +204,10 @@ public sealed class ClipAttention : nn.Module<Tensor, Tensor?, Tensor>
 
     public ClipAttention(ClipTextConfig c) : base(nameof(ClipAttention))
     {
-        k_proj = nn.Linear(c.HiddenSize, c.HiddenSize);
-        v_proj = nn.Linear(c.HiddenSize, c.HiddenSize);
-        q_proj = nn.Linear(c.HiddenSize, c.HiddenSize);
-        out_proj = nn.Linear(c.HiddenSize, c.HiddenSize);
+        k_proj = Layers.Linear(c.HiddenSize, c.HiddenSize);
+        v_proj = Layers.Linear(c.HiddenSize, c.HiddenSize);
+        q_proj = Layers.Linear(c.HiddenSize, c.HiddenSize);
+        out_proj = Layers.Linear(c.HiddenSize, c.HiddenSize);
         _heads = c.NumAttentionHeads;
         _headDim = c.HiddenSize / c.NumAttentionHeads;
         RegisterComponents();
@@ -240,8 +236,8 @@ public sealed class ClipMlp : nn.Module<Tensor, Tensor>
 
     public ClipMlp(ClipTextConfig c) : base(nameof(ClipMlp))
     {
-        fc1 = nn.Linear(c.HiddenSize, c.IntermediateSize);
-        fc2 = nn.Linear(c.IntermediateSize, c.HiddenSize);
+        fc1 = Layers.Linear(c.HiddenSize, c.IntermediateSize);
+        fc2 = Layers.Linear(c.IntermediateSize, c.HiddenSize);
         _act = c.HiddenAct;
         RegisterComponents();
     }

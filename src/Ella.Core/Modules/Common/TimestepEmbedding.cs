@@ -14,8 +14,8 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
     public TimestepEmbedding(int inChannels, int timeEmbedDim, string activation = "silu", int? outDim = null)
         : base(nameof(TimestepEmbedding))
     {
-        linear_1 = nn.Linear(inChannels, timeEmbedDim);
-        linear_2 = nn.Linear(timeEmbedDim, outDim ?? timeEmbedDim);
+        linear_1 = Layers.Linear(inChannels, timeEmbedDim);
+        linear_2 = Layers.Linear(timeEmbedDim, outDim ?? timeEmbedDim);
         _activation = activation;
         if (activation is not ("silu" or "swish" or "gelu" or "relu" or "mish"))
             throw new EllaException($"TimestepEmbedding: unknown act_fn '{activation}' (silu, swish, gelu, relu, mish)");

@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -16,7 +17,7 @@ public sealed class AdaLayerNorm : nn.Module<Tensor, Tensor, Tensor>
     public AdaLayerNorm(int embeddingDim, int timeEmbeddingDim) : base(nameof(AdaLayerNorm))
     {
         _dim = embeddingDim;
-        linear = nn.Linear(timeEmbeddingDim, 2 * embeddingDim);
+        linear = Layers.Linear(timeEmbeddingDim, 2 * embeddingDim);
         RegisterComponents();
     }
 

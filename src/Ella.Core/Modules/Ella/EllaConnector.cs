@@ -52,16 +52,9 @@ public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
     public static EllaConnector FromPretrained(string path, ScalarType dtype = ScalarType.Float32, Device? device = null,
         EllaConnectorConfig? config = null)
     {
-        Common.DTypeGuard.Check(dtype, device, "ELLA connector");
         using var source = Checkpoint.Open(path);
         var cfg = config ?? EllaConnectorConfig.Resolve(path, source);
-        var model = new EllaConnector(cfg);
-        if (dtype != ScalarType.Float32) model.to(dtype);
-        StateDictLoader.Load(model, source);
-        if (device != null) model.to(device);
-        model.eval();
-        foreach (var p in model.parameters()) p.requires_grad = false;
-        return model;
+        return Common.Pretrained.Load(() => new EllaConnector(cfg), source, dtype, device, "ELLA connector");
     }
 
     /// <summary>Saves weights with the config in the safetensors metadata, atomically.</summary>

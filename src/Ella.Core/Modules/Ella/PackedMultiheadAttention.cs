@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -23,10 +24,9 @@ public sealed class PackedMultiheadAttention : nn.Module<Tensor, Tensor, Tensor>
             throw new EllaException($"attention width {embedDim} is not divisible by {heads} heads");
         _heads = heads;
         _dim = embedDim;
-        in_proj_weight = nn.Parameter(empty(3 * embedDim, embedDim));
-        in_proj_bias = nn.Parameter(zeros(3 * embedDim));
-        nn.init.xavier_uniform_(in_proj_weight);
-        out_proj = nn.Linear(embedDim, embedDim);
+        in_proj_weight = Layers.Parameter([3 * embedDim, embedDim], () => nn.init.xavier_uniform_(empty(3 * embedDim, embedDim)));
+        in_proj_bias = Layers.Parameter([3 * embedDim], () => zeros(3 * embedDim));
+        out_proj = Layers.Linear(embedDim, embedDim);
         RegisterComponents();
     }
 

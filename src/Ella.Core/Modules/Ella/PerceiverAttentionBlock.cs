@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -48,8 +49,8 @@ public sealed class SquaredReluMlp : nn.Module<Tensor, Tensor>
 
     public SquaredReluMlp(int width) : base(nameof(SquaredReluMlp))
     {
-        c_fc = nn.Linear(width, 4 * width);
-        c_proj = nn.Linear(4 * width, width);
+        c_fc = Layers.Linear(width, 4 * width);
+        c_proj = Layers.Linear(4 * width, width);
         RegisterComponents();
     }
 

@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -19,13 +20,13 @@ public sealed class PerceiverResampler : nn.Module<Tensor, Tensor, Tensor>
     public PerceiverResampler(int width, int layers, int heads, int numLatents, int? inputDim, int? outputDim, int timeEmbeddingDim)
         : base(nameof(PerceiverResampler))
     {
-        latents = nn.Parameter(randn(numLatents, width).mul_(Math.Pow(width, -0.5)));
-        time_aware_linear = nn.Linear(timeEmbeddingDim, width);
-        if (inputDim is { } inDim) proj_in = nn.Linear(inDim, width);
+        latents = Layers.Parameter([numLatents, width], () => randn(numLatents, width).mul_(Math.Pow(width, -0.5)));
+        time_aware_linear = Layers.Linear(timeEmbeddingDim, width);
+        if (inputDim is { } inDim) proj_in = Layers.Linear(inDim, width);
         perceiver_blocks = nn.ModuleList(Enumerable.Range(0, layers)
             .Select(_ => new PerceiverAttentionBlock(width, heads, timeEmbeddingDim)).ToArray());
         if (outputDim is { } outDim)
-            proj_out = nn.Sequential(("0", nn.Linear(width, outDim)), ("1", nn.LayerNorm(outDim)));
+            proj_out = nn.Sequential(("0", Layers.Linear(width, outDim)), ("1", Layers.LayerNorm(outDim, 1e-5)));
         RegisterComponents();
     }
 

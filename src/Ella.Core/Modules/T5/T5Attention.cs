@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,11 +25,11 @@ public sealed class T5Attention : nn.Module<Tensor, Tensor, Tensor>
         : base(nameof(T5Attention))
     {
         int inner = heads * dKv;
-        q = nn.Linear(dModel, inner, hasBias: false);
-        k = nn.Linear(dModel, inner, hasBias: false);
-        v = nn.Linear(dModel, inner, hasBias: false);
-        o = nn.Linear(inner, dModel, hasBias: false);
-        if (hasRelativeAttentionBias) relative_attention_bias = nn.Embedding(numBuckets, heads);
+        q = Layers.Linear(dModel, inner, hasBias: false);
+        k = Layers.Linear(dModel, inner, hasBias: false);
+        v = Layers.Linear(dModel, inner, hasBias: false);
+        o = Layers.Linear(inner, dModel, hasBias: false);
+        if (hasRelativeAttentionBias) relative_attention_bias = Layers.Embedding(numBuckets, heads);
         _heads = heads;
         _dKv = dKv;
         _numBuckets = numBuckets;

@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -85,9 +86,9 @@ public sealed class T5DenseGatedActDense : nn.Module<Tensor, Tensor>
 
     public T5DenseGatedActDense(Configs.T5Config c) : base(nameof(T5DenseGatedActDense))
     {
-        wi_0 = nn.Linear(c.DModel, c.DFf, hasBias: false);
-        wi_1 = nn.Linear(c.DModel, c.DFf, hasBias: false);
-        wo = nn.Linear(c.DFf, c.DModel, hasBias: false);
+        wi_0 = Layers.Linear(c.DModel, c.DFf, hasBias: false);
+        wi_1 = Layers.Linear(c.DModel, c.DFf, hasBias: false);
+        wo = Layers.Linear(c.DFf, c.DModel, hasBias: false);
         _act = c.DenseActFn;
         RegisterComponents();
     }
@@ -109,8 +110,8 @@ public sealed class T5DenseActDense : nn.Module<Tensor, Tensor>
 
     public T5DenseActDense(Configs.T5Config c) : base(nameof(T5DenseActDense))
     {
-        wi = nn.Linear(c.DModel, c.DFf, hasBias: false);
-        wo = nn.Linear(c.DFf, c.DModel, hasBias: false);
+        wi = Layers.Linear(c.DModel, c.DFf, hasBias: false);
+        wo = Layers.Linear(c.DFf, c.DModel, hasBias: false);
         _act = c.DenseActFn;
         RegisterComponents();
     }

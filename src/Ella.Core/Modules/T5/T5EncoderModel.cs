@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using Ella.Configs;
 using Ella.Weights;
 using TorchSharp;
@@ -36,7 +37,7 @@ public sealed class T5EncoderModel : nn.Module<Tensor, Tensor?, Tensor>
     {
         config.Validate("T5 config");
         Config = config;
-        shared = nn.Embedding(config.VocabSize, config.DModel);
+        shared = Layers.Embedding(config.VocabSize, config.DModel);
         encoder = new T5Stack(config, shared);
         RegisterComponents();
     }
@@ -97,17 +98,10 @@ public sealed class T5EncoderModel : nn.Module<Tensor, Tensor?, Tensor>
     public static T5EncoderModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         if (!Directory.Exists(folder)) throw new EllaException($"{folder}: T5 model folder not found");
-        Common.DTypeGuard.Check(dtype, device, "T5 encoder");
         var config = T5Config.Load(folder);
-        var model = new T5EncoderModel(config);
-        if (dtype != ScalarType.Float32) model.to(dtype);
-        using (var source = Checkpoint.Open(folder))
-        using (var view = EncoderView(source))
-            StateDictLoader.Load(model, view);
-        if (device != null) model.to(device);
-        model.eval();
-        foreach (var p in model.parameters()) p.requires_grad = false;
-        return model;
+        using var source = Checkpoint.Open(folder);
+        using var view = EncoderView(source);
+        return Common.Pretrained.Load(() => new T5EncoderModel(config), view, dtype, device, "T5 encoder");
     }
 }
 

@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,7 +13,7 @@ public sealed class T5LayerNorm : nn.Module<Tensor, Tensor>
 
     public T5LayerNorm(int hiddenSize, double eps) : base(nameof(T5LayerNorm))
     {
-        weight = nn.Parameter(ones(hiddenSize));
+        weight = Layers.Parameter([hiddenSize], () => ones(hiddenSize));
         _eps = eps;
         RegisterComponents();
     }

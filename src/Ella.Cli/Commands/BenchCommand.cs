@@ -1,0 +1,189 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Ella.Benchmarks;
+using Ella.Configs;
+using Ella.Diagnostics;
+using Ella.Modules.Ella;
+using Ella.Modules.T5;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Cli.Commands;
+
+/// <summary>
+/// <c>ella bench</c>: full-size models with random weights (written once to a work folder, then loaded like real
+/// checkpoints), timed per stage for each dtype. Prints a table, or JSON with <c>--json</c>.
+/// </summary>
+public static class BenchCommand
+{
+    public static readonly string[] Stages = ["t5", "tsc"];
+
+    public static Command Create(CliContext ctx)
+    {
+        var runs = new Option<int>("--runs") { Description = "Timed runs per stage (after one warm-up)", DefaultValueFactory = _ => 3 };
+        var size = new Option<int>("--size") { Description = "Image size in pixels (multiple of 8)", DefaultValueFactory = _ => 512 };
+        var dtypes = new Option<string>("--dtypes") { Description = "Comma-separated: fp32,bf16", DefaultValueFactory = _ => "fp32,bf16" };
+        var only = new Option<string?>("--only") { Description = $"Comma-separated stages to run ({string.Join(",", Stages)}); default all" };
+        var workDir = new Option<string?>("--work-dir") { Description = "Folder for the random-weight checkpoints (default: a temp folder, deleted after)" };
+        var threads = new Option<int?>("--threads") { Description = "Intra-op threads (default: libtorch's choice, one per core)" };
+        var json = new Option<bool>("--json") { Description = "Print {\"fp32\": {...}, \"bf16\": {...}} with the medians" };
+        var command = new Command("bench", "Time full-size random-weight models: load, T5 encode (128 tokens), TSC per step; peak RSS")
+            { runs, size, dtypes, only, workDir, threads, json };
+        command.SetAction(p => Run(ctx, p.GetValue(runs), p.GetValue(size), p.GetValue(dtypes)!, p.GetValue(only), p.GetValue(workDir), p.GetValue(threads), p.GetValue(json)));
+        return command;
+    }
+
+    sealed class Result
+    {
+        public double LoadS;
+        public TimingStats? T5Encode;
+        public TimingStats? TscStep;
+        public double PeakRssMb;
+    }
+
+    static int Run(CliContext ctx, int runs, int size, string dtypeList, string? only, string? workDir, int? threads, bool asJson)
+    {
+        if (runs < 1) throw new EllaException($"--runs must be at least 1, got {runs}");
+        if (size < 64 || size % 8 != 0) throw new EllaException($"--size must be a multiple of 8 and at least 64, got {size}");
+        var dtypes = dtypeList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(DTypes.Parse).ToList();
+        var stages = only?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet() ?? Stages.ToHashSet();
+        foreach (var s in stages) if (!Stages.Contains(s)) throw new EllaException($"--only: unknown stage '{s}' (stages: {string.Join(", ", Stages)})");
+        Native.TorchRuntime.Initialize(threads);
+        var log = asJson ? ctx.Error : ctx.Out;
+
+        bool ownDir = workDir == null;
+        string dir = workDir ?? Path.Combine(Path.GetTempPath(), $"ella-bench-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var files = PrepareCheckpoints(dir, stages, log);
+            var results = new Dictionary<string, Result>();
+            foreach (var dtype in dtypes)
+            {
+                log.WriteLine($"[{DTypes.Name(dtype)}] loading and timing ({runs} runs per stage)…");
+                results[DTypes.Name(dtype)] = Measure(files, stages, dtype, runs, log);
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+            if (asJson)
+            {
+                var doc = results.ToDictionary(kv => kv.Key, kv => new Dictionary<string, object?>
+                {
+                    ["load_s"] = Round(kv.Value.LoadS),
+                    ["t5_encode_s"] = Round(kv.Value.T5Encode?.Median),
+                    ["tsc_step_s"] = Round(kv.Value.TscStep?.Median),
+                    ["unet_step_s"] = null,
+                    ["vae_decode_s"] = null,
+                    ["peak_rss_mb"] = Math.Round(kv.Value.PeakRssMb),
+                });
+                ctx.Out.WriteLine(JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+            }
+            else
+            {
+                ctx.Out.WriteLine();
+                ctx.Out.WriteLine($"threads: {torch.get_num_threads()}, runs: {runs}, size: {size}  (median, min–max, seconds)");
+                ctx.Out.WriteLine($"{"stage",-28}" + string.Concat(results.Keys.Select(k => $"{k,-26}")));
+                void Row(string name, Func<Result, string> cell) => ctx.Out.WriteLine($"{name,-28}" + string.Concat(results.Values.Select(r => $"{cell(r),-26}")));
+                Row("load (all models)", r => $"{r.LoadS:F2}");
+                Row("T5-XL encode (1×128)", r => r.T5Encode?.ToString() ?? "–");
+                Row("TSC step (2×128 → 2×64)", r => r.TscStep?.ToString() ?? "–");
+                Row("peak RSS (MB)", r => $"{r.PeakRssMb:F0}");
+            }
+            return EllaCli.ExitOk;
+        }
+        finally
+        {
+            if (ownDir) try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+
+    static double? Round(double? v) => v is { } x ? Math.Round(x, 4) : null;
+
+    sealed record Files(string? T5Folder, string? EllaFile);
+
+    static Files PrepareCheckpoints(string dir, HashSet<string> stages, TextWriter log)
+    {
+        string? t5 = null, ella = null;
+        if (stages.Contains("t5"))
+        {
+            t5 = Path.Combine(dir, "flan-t5-xl");
+            if (!File.Exists(Path.Combine(t5, "model.safetensors")))
+            {
+                Directory.CreateDirectory(t5);
+                var sw = Stopwatch.StartNew();
+                var cfg = T5Config.FlanT5Xl();
+                File.WriteAllText(Path.Combine(t5, "config.json"), JsonSerializer.Serialize(cfg));
+                using var meta = RandomCheckpoint.OnMeta(() => new T5EncoderModel(cfg));
+                RandomCheckpoint.Write(meta, Path.Combine(t5, "model.safetensors"), seed: 1, skip: k => k == "encoder.embed_tokens.weight");
+                log.WriteLine($"wrote random FLAN-T5-XL encoder ({new FileInfo(Path.Combine(t5, "model.safetensors")).Length / 1e9:F2} GB) in {sw.Elapsed.TotalSeconds:F1} s");
+            }
+        }
+        if (stages.Contains("tsc"))
+        {
+            ella = Path.Combine(dir, "ella-sd1.5-tsc-t5xl.safetensors");
+            if (!File.Exists(ella))
+            {
+                using var meta = RandomCheckpoint.OnMeta(() => new EllaConnector(new EllaConnectorConfig()));
+                RandomCheckpoint.Write(meta, ella, seed: 2);
+            }
+        }
+        return new Files(t5, ella);
+    }
+
+    static Result Measure(Files files, HashSet<string> stages, ScalarType dtype, int runs, TextWriter log)
+    {
+        var result = new Result();
+        ProcessMemory.ResetPeak();
+        var sw = Stopwatch.StartNew();
+        using var t5 = files.T5Folder != null ? T5EncoderModel.FromPretrained(files.T5Folder, dtype) : null;
+        double t5Load = sw.Elapsed.TotalSeconds;
+        using var ella = files.EllaFile != null ? EllaConnector.FromPretrained(files.EllaFile, dtype) : null;
+        result.LoadS = sw.Elapsed.TotalSeconds;
+        log.WriteLine($"  load: {result.LoadS:F2} s (T5 {t5Load:F2} s)");
+
+        using (torch.inference_mode())
+        {
+            if (t5 != null)
+            {
+                using var ids = torch.randint(0, 32100, [1, 128], dtype: ScalarType.Int64, generator: new Generator(3));
+                using var mask = torch.ones(1, 128, dtype: ScalarType.Int64);
+                result.T5Encode = TimingStats.Measure(runs, () => { using var s = NewDisposeScope(); t5.forward(ids, mask); });
+                log.WriteLine($"  T5 encode: {result.T5Encode} s");
+            }
+            if (ella != null)
+            {
+                using var features = torch.randn(2, 128, ella.Config.InputDim ?? ella.Config.Width, generator: new Generator(4)).to_type(dtype);
+                int step = 0;
+                result.TscStep = TimingStats.Measure(runs, () =>
+                {
+                    using var s = NewDisposeScope();
+                    ella.forward(features, torch.tensor(999L - 40 * step++));
+                });
+                log.WriteLine($"  TSC step: {result.TscStep} s");
+            }
+        }
+        result.PeakRssMb = ProcessMemory.PeakRssMb();
+        return result;
+    }
+}
+
+/// <summary>The dtype names used on the command line.</summary>
+public static class DTypes
+{
+    public static ScalarType Parse(string name) => name.ToLowerInvariant() switch
+    {
+        "fp32" or "float32" or "f32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        "fp16" or "float16" or "f16" => ScalarType.Float16,
+        _ => throw new EllaException($"unknown dtype '{name}' (fp32, bf16; fp16 on CUDA only)"),
+    };
+
+    public static string Name(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => "fp32",
+        ScalarType.BFloat16 => "bf16",
+        ScalarType.Float16 => "fp16",
+        _ => t.ToString(),
+    };
+}

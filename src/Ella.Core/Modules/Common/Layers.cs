@@ -1,0 +1,77 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ella.Modules.Common;
+
+/// <summary>
+/// Factories for the layers EllaSharp's modules use. Normally they initialise weights as TorchSharp does (the TSC
+/// trainer needs that). Inside <see cref="EmptyWeights"/> they allocate uninitialised weights of the target dtype
+/// instead — no random init, no fp32 copy — because a strict checkpoint load overwrites every one of them right after.
+/// </summary>
+public static class Layers
+{
+    [ThreadStatic] static ScalarType? _emptyDtype;
+
+    /// <summary>While the returned scope lives, layers are created with uninitialised weights of <paramref name="dtype"/>.</summary>
+    public static IDisposable EmptyWeights(ScalarType dtype)
+    {
+        var previous = _emptyDtype;
+        _emptyDtype = dtype;
+        return new Restore(() => _emptyDtype = previous);
+    }
+
+    public static bool SkippingInit => _emptyDtype != null;
+
+    sealed class Restore(Action action) : IDisposable
+    {
+        public void Dispose() => action();
+    }
+
+    static Parameter Empty(params long[] shape) => nn.Parameter(empty(shape, dtype: _emptyDtype!.Value));
+
+    public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true)
+    {
+        if (!SkippingInit) return nn.Linear(inFeatures, outFeatures, hasBias);
+        var m = nn.Linear(inFeatures, outFeatures, hasBias, device: META);
+        m.weight = Empty(outFeatures, inFeatures);
+        if (hasBias) m.bias = Empty(outFeatures);
+        return m;
+    }
+
+    public static Embedding Embedding(long count, long dim)
+    {
+        if (!SkippingInit) return nn.Embedding(count, dim);
+        var m = nn.Embedding(count, dim, device: META);
+        m.weight = Empty(count, dim);
+        return m;
+    }
+
+    public static LayerNorm LayerNorm(long dim, double eps, bool affine = true)
+    {
+        if (!SkippingInit) return nn.LayerNorm(dim, eps, elementwise_affine: affine);
+        var m = nn.LayerNorm(dim, eps, elementwise_affine: affine, device: META);
+        if (affine) { m.weight = Empty(dim); m.bias = Empty(dim); }
+        return m;
+    }
+
+    public static GroupNorm GroupNorm(long groups, long channels, double eps, bool affine = true)
+    {
+        if (!SkippingInit) return nn.GroupNorm(groups, channels, eps, affine);
+        var m = nn.GroupNorm(groups, channels, eps, affine, device: META);
+        if (affine) { m.weight = Empty(channels); m.bias = Empty(channels); }
+        return m;
+    }
+
+    public static Conv2d Conv2d(long inChannels, long outChannels, long kernel, long stride = 1, long padding = 0, bool hasBias = true)
+    {
+        if (!SkippingInit) return nn.Conv2d(inChannels, outChannels, kernel, stride: stride, padding: padding, bias: hasBias);
+        var m = nn.Conv2d(inChannels, outChannels, kernel, stride: stride, padding: padding, bias: hasBias, device: META);
+        m.weight = Empty(outChannels, inChannels, kernel, kernel);
+        if (hasBias) m.bias = Empty(outChannels);
+        return m;
+    }
+
+    /// <summary>A free-standing parameter: <paramref name="init"/> normally, uninitialised inside <see cref="EmptyWeights"/>.</summary>
+    public static Parameter Parameter(long[] shape, Func<Tensor> init) => SkippingInit ? Empty(shape) : nn.Parameter(init());
+}
