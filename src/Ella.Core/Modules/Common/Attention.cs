@@ -1,0 +1,78 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ella.Modules.Common;
+
+/// <summary>
+/// diffusers' <c>Attention</c> (parameter names <c>to_q</c>, <c>to_k</c>, <c>to_v</c>, <c>to_out.0</c>, and
+/// <c>group_norm</c> for the VAE's spatial self-attention), computed with scaled_dot_product_attention.
+/// Self-attention when no context is given, cross-attention otherwise.
+/// </summary>
+public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
+{
+    readonly GroupNorm? group_norm;
+    readonly Linear to_q;
+    readonly Linear to_k;
+    readonly Linear to_v;
+    readonly ModuleList<Linear> to_out;
+    readonly int _heads;
+    readonly int _dimHead;
+    readonly bool _upcast;
+    readonly bool _residual;
+
+    /// <param name="queryDim">channels of the input</param>
+    /// <param name="crossAttentionDim">channels of the context (null = self-attention)</param>
+    /// <param name="qkvBias">bias on to_q/to_k/to_v (false in the UNet, true in the VAE)</param>
+    /// <param name="upcastAttention">compute attention in float32 when the model runs in reduced precision</param>
+    /// <param name="groupNormGroups">VAE form: GroupNorm first, input [B,C,H,W], output + residual</param>
+    public Attention(int queryDim, int? crossAttentionDim, int heads, int dimHead, bool qkvBias = false,
+        bool upcastAttention = false, int? groupNormGroups = null, double groupNormEps = 1e-6) : base(nameof(Attention))
+    {
+        int inner = heads * dimHead;
+        if (groupNormGroups is { } g) group_norm = Layers.GroupNorm(g, queryDim, groupNormEps);
+        to_q = Layers.Linear(queryDim, inner, qkvBias);
+        to_k = Layers.Linear(crossAttentionDim ?? queryDim, inner, qkvBias);
+        to_v = Layers.Linear(crossAttentionDim ?? queryDim, inner, qkvBias);
+        to_out = nn.ModuleList(Layers.Linear(inner, queryDim, true));
+        _heads = heads;
+        _dimHead = dimHead;
+        _upcast = upcastAttention;
+        _residual = groupNormGroups != null;
+        RegisterComponents();
+    }
+
+    /// <param name="hidden">[B, L, C], or [B, C, H, W] for the VAE form</param>
+    /// <param name="context">[B, Lc, Cc] for cross-attention, or null</param>
+    public override Tensor forward(Tensor hidden, Tensor? context)
+    {
+        using var scope = NewDisposeScope();
+        var input = hidden;
+        long b = hidden.shape[0];
+        long[]? spatial = null;
+        if (hidden.dim() == 4)
+        {
+            spatial = hidden.shape;
+            hidden = hidden.reshape(b, spatial[1], spatial[2] * spatial[3]).transpose(1, 2);
+        }
+        if (group_norm is not null) hidden = group_norm.forward(hidden.transpose(1, 2)).transpose(1, 2);
+        var kv = context ?? hidden;
+        Tensor Heads(Tensor t) => t.view(b, -1, _heads, _dimHead).transpose(1, 2);
+        var q = Heads(to_q.forward(hidden));
+        var k = Heads(to_k.forward(kv));
+        var v = Heads(to_v.forward(kv));
+        var dtype = q.dtype;
+        if (_upcast && dtype != ScalarType.Float32)
+        {
+            q = q.to_type(ScalarType.Float32);
+            k = k.to_type(ScalarType.Float32);
+            v = v.to_type(ScalarType.Float32);
+        }
+        var attn = nn.functional.scaled_dot_product_attention(q, k, v).to_type(dtype);
+        var merged = attn.transpose(1, 2).reshape(b, -1, _heads * _dimHead);
+        var output = to_out[0].forward(merged);
+        if (spatial != null) output = output.transpose(1, 2).reshape(spatial);
+        if (_residual) output = output + input;
+        return output.MoveToOuterDisposeScope();
+    }
+}
