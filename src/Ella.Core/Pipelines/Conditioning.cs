@@ -1,0 +1,123 @@
+using Ella.Modules.Ella;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Pipelines;
+
+/// <summary>A denoising step's timestep: the host value (for caches and logs) and the 0-dim tensor the models take.</summary>
+public readonly record struct StepTime(double Value, Tensor Tensor);
+
+/// <summary>
+/// The UNet's encoder_hidden_states for some batch rows as a function of the timestep. ELLA's depends on t (the
+/// connector is timestep-aware); CLIP's is fixed; ELLA+CLIP concatenates the two along the token axis.
+/// </summary>
+public interface IConditioner : IDisposable
+{
+    /// <summary>Rows this conditioner produces.</summary>
+    long Rows { get; }
+    /// <summary>[Rows, tokens, width] at timestep <paramref name="t"/>.</summary>
+    Tensor At(StepTime t);
+}
+
+/// <summary>A condition that does not depend on the timestep (CLIP's last hidden state).</summary>
+public sealed class StaticConditioner(Tensor condition) : IConditioner
+{
+    readonly Tensor _condition = condition.DetachFromDisposeScope();
+    public long Rows => _condition.shape[0];
+    public Tensor At(StepTime t) => _condition.alias();
+    public void Dispose() => _condition.Dispose();
+}
+
+/// <summary>
+/// ELLA's timestep-aware condition. Each row has its own text features (flexible length: its true length, no
+/// padding; fixed length: all rows share the padded length). Rows of equal length run through the connector as one
+/// batch, which gives the same numbers as the authors' one-row-at-a-time loop.
+/// </summary>
+public sealed class EllaConditioner : IConditioner
+{
+    readonly EllaConnector _connector;
+    readonly List<(Tensor Features, int[] Rows)> _groups = new();
+    readonly ScalarType _dtype;
+
+    /// <param name="rowFeatures">per row [1, L_r, input_dim]; rows with identical tensors/lengths are grouped</param>
+    public EllaConditioner(EllaConnector connector, IReadOnlyList<Tensor> rowFeatures, ScalarType dtype)
+    {
+        _connector = connector;
+        _dtype = dtype;
+        Rows = rowFeatures.Count;
+        // Group rows with equal length into one batch (order of rows is restored in At).
+        foreach (var group in Enumerable.Range(0, rowFeatures.Count).GroupBy(r => rowFeatures[r].shape[1]))
+        {
+            var rows = group.ToArray();
+            var batch = cat(rows.Select(r => rowFeatures[r]).ToArray(), 0).to_type(dtype).DetachFromDisposeScope();
+            _groups.Add((batch, rows));
+        }
+    }
+
+    public long Rows { get; }
+
+    public Tensor At(StepTime t)
+    {
+        using var scope = NewDisposeScope();
+        if (_groups.Count == 1 && _groups[0].Rows.SequenceEqual(Enumerable.Range(0, (int)Rows)))
+            return _connector.forward(_groups[0].Features, t.Tensor).MoveToOuterDisposeScope();
+        var outputs = new Tensor[Rows];
+        foreach (var (features, rows) in _groups)
+        {
+            var result = _connector.forward(features, t.Tensor);
+            for (int i = 0; i < rows.Length; i++) outputs[rows[i]] = result[i..(i + 1)];
+        }
+        return cat(outputs, 0).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        foreach (var (f, _) in _groups) f.Dispose();
+    }
+}
+
+/// <summary>Rows whose condition is the same for every row (the shared negative prompt): computed once per timestep
+/// for one row and expanded, and remembered per timestep so later images of a run reuse it.</summary>
+public sealed class SharedRowConditioner(IConditioner single, long rows) : IConditioner
+{
+    readonly Dictionary<double, Tensor> _cache = new();
+    public long Rows => rows;
+
+    public Tensor At(StepTime t)
+    {
+        if (!_cache.TryGetValue(t.Value, out var value))
+        {
+            using var scope = NewDisposeScope();
+            value = single.At(t).DetachFromDisposeScope();
+            _cache[t.Value] = value;
+        }
+        return value.expand(rows, -1, -1);
+    }
+
+    public void Dispose()
+    {
+        foreach (var v in _cache.Values) v.Dispose();
+        _cache.Clear();
+        single.Dispose();
+    }
+}
+
+/// <summary>Concatenates conditions along the token axis: ELLA's 64 tokens, then CLIP's 77 (ComfyUI-ELLA's order).</summary>
+public sealed class ConcatConditioner(IConditioner first, IConditioner second) : IConditioner
+{
+    public long Rows => first.Rows;
+
+    public Tensor At(StepTime t)
+    {
+        using var scope = NewDisposeScope();
+        var a = first.At(t);
+        var b = second.At(t);
+        return cat([a, b.to_type(a.dtype)], 1).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        first.Dispose();
+        second.Dispose();
+    }
+}

@@ -1,0 +1,85 @@
+using System.Text.Json;
+using Ella.Configs;
+using Ella.Modules.Ella;
+using Ella.Modules.UNet;
+using Ella.Modules.Vae;
+using Ella.Pipelines;
+using Ella.Schedulers;
+using Ella.Tests.Infrastructure;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Tests.Pipelines;
+
+/// <summary>The whole ELLA sampling loop from text features, per step, against inference.py + diffusers.</summary>
+public class PipelineFixtureTests
+{
+    static string Dir => Fixtures.PathOf("diffusion", "pipeline");
+
+    sealed record Models(UNet2DConditionModel Unet, AutoencoderKL Vae, EllaConnector Ella, SchedulerConfig Scheduler);
+
+    static readonly Lazy<Models> Loaded = new(() =>
+    {
+        using var doc = Fixtures.Json("diffusion", "pipeline", "runs.json");
+        string model = Path.Combine(Dir, doc.RootElement.GetProperty("model_dir").GetString()!);
+        return new Models(UNet2DConditionModel.FromPretrained(Path.Combine(model, "unet")), AutoencoderKL.FromPretrained(Path.Combine(model, "vae")),
+            EllaConnector.FromPretrained(Path.Combine(model, "ella.safetensors")), SchedulerConfig.Load(Path.Combine(model, "scheduler")));
+    });
+
+    public static IEnumerable<object[]> Runs()
+    {
+        using var doc = Fixtures.Json("diffusion", "pipeline", "runs.json");
+        foreach (var r in doc.RootElement.GetProperty("runs").EnumerateArray()) yield return [r.GetProperty("name").GetString()!];
+    }
+
+    static JsonElement Run(string name)
+    {
+        using var doc = Fixtures.Json("diffusion", "pipeline", "runs.json");
+        return doc.RootElement.GetProperty("runs").EnumerateArray().First(r => r.GetProperty("name").GetString() == name).Clone();
+    }
+
+    [Theory]
+    [MemberData(nameof(Runs))]
+    public void Every_step_matches_the_reference(string name)
+    {
+        var run = Run(name);
+        var m = Loaded.Value;
+        var data = Fixtures.Load(Path.Combine(Dir, run.GetProperty("file").GetString()!));
+        double guidance = run.GetProperty("guidance_scale").GetDouble();
+        int steps = run.GetProperty("num_inference_steps").GetInt32();
+        var flexible = run.GetProperty("flexible_max_length_workaround");
+        var condLengths = run.GetProperty("cond_lengths").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        int uncondLength = run.GetProperty("uncond_length").GetInt32();
+        bool isFlexible = flexible.ValueKind == JsonValueKind.Array;
+
+        var scheduler = SchedulerFactory.Create("dpm++2m", m.Scheduler);
+        scheduler.SetTimesteps(steps);
+        Assert.Equal(data["timesteps"].to_type(ScalarType.Float64).data<double>().ToArray(), scheduler.Timesteps);
+
+        var prompt = data["prompt_embeds"];
+        var negative = data["negative_prompt_embeds"];
+        long batch = prompt.shape[0];
+        IReadOnlyList<Tensor> Rows(Tensor features, Func<long, int> length) =>
+            Enumerable.Range(0, (int)batch).Select(r => features[r..(r + 1), ..(isFlexible ? length(r) : (int)features.shape[1])]).ToList();
+        using var cond = new EllaConditioner(m.Ella, Rows(prompt, r => condLengths[r]), ScalarType.Float32);
+        using var uncond = new EllaConditioner(m.Ella, Rows(negative, _ => uncondLength), ScalarType.Float32);
+
+        var generator = new Generator((ulong)run.GetProperty("seed").GetInt64());
+        using var _ = inference_mode();
+        var latents = DenoisingLoop.InitialLatents(batch, m.Unet.Config.InChannels, data["init_noise"].shape[2], data["init_noise"].shape[3],
+            generator, scheduler.InitNoiseSigma, CPU);
+        TensorAssert.Close(data["latents_0"], latents, $"{name} latents_0");
+        var trace = new DenoisingTrace();
+        var final = DenoisingLoop.Run(m.Unet, scheduler, latents, cond, guidance > 1 ? uncond : null, guidance, generator, ScalarType.Float32, trace: trace);
+        for (int i = 0; i < steps; i++)
+        {
+            TensorAssert.Close(data["latent_model_inputs"][i], trace.ModelInputs[i], $"{name} step {i} UNet input");
+            TensorAssert.Close(data["ella_outputs"][i], trace.Conditions[i], $"{name} step {i} ELLA output");
+            TensorAssert.Close(data["noise_preds"][i], trace.NoisePredictions[i], $"{name} step {i} guided noise");
+            TensorAssert.Close(data["latents"][i + 1], trace.Latents[i], $"{name} step {i} latents");
+        }
+        TensorAssert.Close(data["final_latents"], final, $"{name} final latents");
+        var image = DenoisingLoop.Decode(m.Vae, final, ScalarType.Float32);
+        TensorAssert.Close(data["image"], image, $"{name} image");
+    }
+}
