@@ -19,6 +19,8 @@ public static class EllaCli
         var context = new CliContext(stdout, stderr);
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(TokenizeCommand.Create(context));
+        root.Subcommands.Add(GenerateCommand.Create(context));
+        root.Subcommands.Add(CompareCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
 
         var parse = root.Parse(args);

@@ -170,6 +170,12 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase
         return prev.MoveToOuterDisposeScope();
     }
 
+    public override void Dispose()
+    {
+        foreach (var t in _modelOutputs) t?.Dispose();
+        Array.Clear(_modelOutputs);
+    }
+
     public override Tensor AddNoise(Tensor originalSamples, Tensor noise, Tensor timesteps) =>
         AddNoiseWithSigmas(originalSamples, noise, timesteps, scaleLikeDpm: true);
 }

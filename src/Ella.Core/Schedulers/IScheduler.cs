@@ -9,7 +9,7 @@ namespace Ella.Schedulers;
 /// <see cref="ScaleModelInput"/> → model → <see cref="Step"/>. Latent arithmetic is done in float32 whatever the model's
 /// dtype; coefficients are host doubles, so a step reads nothing back from the device.
 /// </summary>
-public interface IScheduler
+public interface IScheduler : IDisposable
 {
     /// <summary>The config as given (nulls mean this scheduler's defaults).</summary>
     SchedulerConfig Config { get; }

@@ -21,6 +21,8 @@ public sealed class LmsDiscreteScheduler : SigmaSchedulerBase
     /// <summary>Order of the method (the pipeline default is 4).</summary>
     public int Order { get; set; } = 4;
 
+    public override void Dispose() => OnSetTimesteps();
+
     protected override void OnSetTimesteps()
     {
         foreach (var d in _derivatives) d.Dispose();

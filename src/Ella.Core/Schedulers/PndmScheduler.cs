@@ -39,6 +39,8 @@ public sealed class PndmScheduler : SchedulerBase
         Reset();
     }
 
+    public override void Dispose() => Reset();
+
     void Reset()
     {
         foreach (var e in _ets) e.Dispose();

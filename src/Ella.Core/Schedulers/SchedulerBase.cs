@@ -41,6 +41,9 @@ public abstract class SchedulerBase : IScheduler
     protected int? StepIndex;
 
     public abstract void SetTimesteps(int numInferenceSteps);
+
+    /// <summary>Releases the tensors a multistep sampler keeps between steps.</summary>
+    public virtual void Dispose() { }
     public virtual Tensor ScaleModelInput(Tensor sample, double timestep) => sample.alias();
     public abstract Tensor Step(Tensor modelOutput, double timestep, Tensor sample, Generator? generator = null);
 

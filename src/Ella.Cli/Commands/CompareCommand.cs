@@ -1,0 +1,60 @@
+using System.CommandLine;
+using Ella.Imaging;
+using Ella.Pipelines;
+using Ella.Text;
+
+namespace Ella.Cli.Commands;
+
+/// <summary><c>ella compare</c>: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, same seed, one labelled grid.</summary>
+public static class CompareCommand
+{
+    public static Command Create(CliContext ctx)
+    {
+        var o = new PipelineCliOptions();
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt" };
+        var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a text file" };
+        var negative = new Option<string>("--negative-prompt") { Description = "Negative prompt (default: empty)", DefaultValueFactory = _ => "" };
+        var output = new Option<string>("--output", "-o") { Description = "PNG path of the grid", DefaultValueFactory = _ => "compare.png" };
+        var command = new Command("compare", "One grid in the authors' order: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, same seed") { prompt, promptFile, negative, output };
+        o.AddTo(command);
+        command.SetAction(p => Run(ctx, o, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(output)!));
+        return command;
+    }
+
+    static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, string? prompt, string? promptFile, string negative, string output)
+    {
+        if (promptFile != null)
+        {
+            if (!File.Exists(promptFile)) throw new EllaException($"--prompt-file {promptFile}: file not found");
+            prompt = File.ReadAllText(promptFile).Trim();
+        }
+        if (string.IsNullOrEmpty(prompt)) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
+        var load = o.LoadOptions(p, [GenerationMode.Clip, GenerationMode.Ella]);
+        using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
+        long seed = p.GetValue(o.Seed) ?? Random.Shared.NextInt64(0, 1L << 53);
+        var variants = new (string Label, GenerationMode Mode, TokenLength Length)[]
+        {
+            ("SD1.5 (CLIP)", GenerationMode.Clip, TokenLength.Fixed),
+            ("ELLA fixed", GenerationMode.Ella, TokenLength.Fixed),
+            ("ELLA flexible", GenerationMode.Ella, TokenLength.Flexible),
+        };
+        var cells = new List<RgbImage>();
+        var warnings = new HashSet<string>();
+        foreach (var (label, mode, length) in variants)
+        {
+            var request = o.Request(p, [prompt], negative, mode, length) with { Seed = seed };
+            pipeline.Validate(request);
+            var progress = new StepProgressReporter(ctx.Error, StepProgressReporter.IsInteractive(ctx.Error), $"{label}: ");
+            using var result = pipeline.Generate(request, progress);
+            foreach (var w in result.Warnings) if (warnings.Add(w)) ctx.Error.WriteLine($"warning ({label}): {w}");
+            cells.Add(RgbImage.FromTensor(result.Images[0]));
+        }
+        var grid = ImageGrid.Make(cells, cells.Count, variants.Select(v => v.Label).ToList(), gap: 4);
+        grid.SavePng(output, new Dictionary<string, string>
+        {
+            ["parameters"] = $"{prompt}\nNegative prompt: {negative}\nSteps: {p.GetValue(o.Steps)}, Sampler: {p.GetValue(o.Scheduler)}, CFG scale: {p.GetValue(o.Guidance)}, Seed: {seed}, Size: {p.GetValue(o.Width)}x{p.GetValue(o.Height)}, Grid: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, Version: EllaSharp",
+        });
+        ctx.Out.WriteLine(output);
+        return EllaCli.ExitOk;
+    }
+}

@@ -1,0 +1,81 @@
+using System.CommandLine;
+using Ella.Imaging;
+using Ella.Pipelines;
+using Ella.Weights;
+using static TorchSharp.torch;
+
+namespace Ella.Cli.Commands;
+
+/// <summary><c>ella generate</c>: text (or precomputed text features) to PNG.</summary>
+public static class GenerateCommand
+{
+    public static Command Create(CliContext ctx)
+    {
+        var o = new PipelineCliOptions();
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt" };
+        var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a text file" };
+        var negative = new Option<string>("--negative-prompt") { Description = "Negative prompt (default: empty)", DefaultValueFactory = _ => "" };
+        var batch = new Option<int>("--batch", "-b") { Description = "Images to generate (one generator draws the [N,4,h,w] noise)", DefaultValueFactory = _ => 1 };
+        var output = new Option<string?>("--output", "-o") { Description = "PNG path; with --batch N files are <stem>-0.png … (default: ella-<seed>.png)" };
+        var embeds = new Option<string?>("--prompt-embeds") { Description = "safetensors with prompt_embeds [B,L,D] (and negative_prompt_embeds) used instead of T5" };
+        var command = new Command("generate", "Generate images from a prompt with ELLA (or SD1.5's CLIP)") { prompt, promptFile, negative, batch, output, embeds };
+        o.AddTo(command);
+        command.SetAction(p => Run(ctx, o, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(batch), p.GetValue(output), p.GetValue(embeds)));
+        return command;
+    }
+
+    static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, string? prompt, string? promptFile, string negative, int batch, string? output, string? embedsPath)
+    {
+        if (prompt != null && promptFile != null) throw new EllaException("give --prompt or --prompt-file, not both");
+        if (promptFile != null)
+        {
+            if (!File.Exists(promptFile)) throw new EllaException($"--prompt-file {promptFile}: file not found");
+            prompt = File.ReadAllText(promptFile).Trim();
+        }
+        if (prompt == null && embedsPath == null) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
+        var mode = GenerationModes.Parse(p.GetValue(o.Mode)!);
+        var load = o.LoadOptions(p, [mode], needT5: embedsPath == null);
+
+        Tensor? promptEmbeds = null, negativeEmbeds = null;
+        if (embedsPath != null)
+        {
+            using var f = Checkpoint.Open(embedsPath);
+            if (!f.Contains("prompt_embeds")) throw new EllaException($"{embedsPath}: no tensor named 'prompt_embeds'");
+            promptEmbeds = f.Read("prompt_embeds", ScalarType.Float32);
+            if (f.Contains("negative_prompt_embeds")) negativeEmbeds = f.Read("negative_prompt_embeds", ScalarType.Float32);
+        }
+
+        using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
+        var request = o.Request(p, prompt != null ? [prompt] : [], negative) with
+        {
+            BatchSize = batch, PromptEmbeds = promptEmbeds, NegativePromptEmbeds = negativeEmbeds,
+        };
+        pipeline.Validate(request);
+        var progress = new StepProgressReporter(ctx.Error, StepProgressReporter.IsInteractive(ctx.Error));
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler handler = (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Console.CancelKeyPress += handler;
+        try
+        {
+            using var result = pipeline.Generate(request, progress, cancel.Token);
+            foreach (var w in result.Warnings) ctx.Error.WriteLine($"warning: {w}");
+            int n = (int)result.Images.shape[0];
+            string basePath = output ?? $"ella-{result.Seed}.png";
+            for (int i = 0; i < n; i++)
+            {
+                string path = n == 1 ? basePath : Path.Combine(Path.GetDirectoryName(basePath) ?? "", $"{Path.GetFileNameWithoutExtension(basePath)}-{i}{(Path.HasExtension(basePath) ? Path.GetExtension(basePath) : ".png")}");
+                var image = RgbImage.FromTensor(result.Images[i]);
+                image.SavePng(path, new Dictionary<string, string> { ["parameters"] = PipelineCliOptions.Parameters(pipeline, request, result, prompt ?? "(prompt embeddings)", i, p.GetValue(o.DType)!) });
+                ctx.Out.WriteLine(path);
+            }
+            ctx.Error.WriteLine($"seed {result.Seed}; encode {result.EncodeTime.TotalSeconds:F1} s, denoise {result.DenoiseTime.TotalSeconds:F1} s ({result.DenoiseTime.TotalSeconds / request.Steps:F2} s/step), decode {result.DecodeTime.TotalSeconds:F1} s");
+            return EllaCli.ExitOk;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= handler;
+            promptEmbeds?.Dispose();
+            negativeEmbeds?.Dispose();
+        }
+    }
+}

@@ -1,0 +1,137 @@
+using System.CommandLine;
+using Ella.Imaging;
+using Ella.Pipelines;
+using Ella.Schedulers;
+using Ella.Text;
+using Ella.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Cli.Commands;
+
+/// <summary>The model and sampling options shared by <c>generate</c>, <c>compare</c> and <c>dpg generate</c>.</summary>
+public sealed class PipelineCliOptions
+{
+    public readonly Option<string?> Sd = new("--sd") { Description = "Stable Diffusion 1.x: diffusers folder, single-file .safetensors, or repo id in the local HF cache (env ELLA_SD)" };
+    public readonly Option<string?> T5 = new("--t5") { Description = "FLAN-T5 folder or repo id, e.g. google/flan-t5-xl (env ELLA_T5)" };
+    public readonly Option<string?> Ella = new("--ella") { Description = "ELLA connector, e.g. ella-sd1.5-tsc-t5xl.safetensors, or its folder / repo id (env ELLA_ELLA)" };
+    public readonly Option<string?> ClipTokenizer = new("--clip-tokenizer") { Description = "CLIP tokenizer folder for single-file checkpoints (vocab.json + merges.txt)" };
+    public readonly Option<string> Mode = new("--mode") { Description = "ella | clip | ella+clip", DefaultValueFactory = _ => "ella" };
+    public readonly Option<string> TokenLength = new("--token-length") { Description = "flexible (each prompt its own length) | fixed (pad/truncate to --max-length)", DefaultValueFactory = _ => "flexible" };
+    public readonly Option<int> MaxLength = new("--max-length") { Description = "T5 tokens in fixed mode", DefaultValueFactory = _ => 128 };
+    public readonly Option<string> Scheduler = new("--scheduler") { Description = string.Join(" | ", SchedulerFactory.Names), DefaultValueFactory = _ => "dpm++2m" };
+    public readonly Option<int> Steps = new("--steps") { Description = "Denoising steps", DefaultValueFactory = _ => 25 };
+    public readonly Option<double> Guidance = new("--guidance") { Description = "Classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 7.5 };
+    public readonly Option<long?> Seed = new("--seed") { Description = "Seed of the CPU torch.Generator (same initial noise as diffusers); random when omitted" };
+    public readonly Option<int> Width = new("--width") { Description = "Image width (multiple of 8)", DefaultValueFactory = _ => 512 };
+    public readonly Option<int> Height = new("--height") { Description = "Image height (multiple of 8)", DefaultValueFactory = _ => 512 };
+    public readonly Option<string> DType = new("--dtype") { Description = "fp32 (exact) | bf16 (fast on CPUs with AVX-512 BF16)", DefaultValueFactory = _ => "fp32" };
+    public readonly Option<string> Device = new("--device") { Description = "cpu | cuda | cuda:N", DefaultValueFactory = _ => "cpu" };
+    public readonly Option<int?> Threads = new("--threads") { Description = "Intra-op threads (default: one per core)" };
+    public readonly Option<bool> LowMemory = new("--low-memory") { Description = "Free T5 after encoding the prompts" };
+    public readonly Option<bool> VaeTiling = new("--vae-tiling") { Description = "Decode in overlapping 512-px tiles (bounded memory for large images)" };
+
+    public PipelineCliOptions()
+    {
+        Mode.AcceptOnlyFromAmong("ella", "clip", "ella+clip");
+        TokenLength.AcceptOnlyFromAmong("flexible", "fixed");
+        Scheduler.AcceptOnlyFromAmong(SchedulerFactory.Names);
+        DType.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
+    }
+
+    public void AddTo(Command command)
+    {
+        foreach (var o in new Option[] { Sd, T5, Ella, ClipTokenizer, Mode, TokenLength, MaxLength, Scheduler, Steps, Guidance, Seed, Width, Height, DType, Device, Threads, LowMemory, VaeTiling })
+            command.Options.Add(o);
+    }
+
+    public static Device ParseDevice(string name)
+    {
+        var lower = name.ToLowerInvariant();
+        if (lower == "cpu") return CPU;
+        if (lower.StartsWith("cuda"))
+        {
+            if (!cuda.is_available())
+                throw new EllaException($"--device {name}: CUDA is not available (this build uses the CPU libtorch; reference a CUDA libtorch package to use a GPU)");
+            return torch.device(lower);
+        }
+        throw new EllaException($"--device {name}: unknown device (cpu, cuda, cuda:N)");
+    }
+
+    /// <summary>Load options for the given modes (paths from options or ELLA_SD / ELLA_T5 / ELLA_ELLA).</summary>
+    public PipelineLoadOptions LoadOptions(ParseResult p, IEnumerable<GenerationMode> modes, bool needT5 = true)
+    {
+        var modeList = modes.ToList();
+        bool ella = modeList.Any(GenerationModes.UsesElla);
+        bool clip = modeList.Any(GenerationModes.UsesClip);
+        Native.TorchRuntime.Initialize(p.GetValue(Threads));
+        return new PipelineLoadOptions
+        {
+            StableDiffusion = ModelLocator.Require(p.GetValue(Sd), "ELLA_SD", "--sd", "the Stable Diffusion model"),
+            T5 = ella && needT5 ? ModelLocator.Require(p.GetValue(T5), "ELLA_T5", "--t5", "FLAN-T5 (for --mode ella)") : null,
+            Ella = ella ? ModelLocator.Require(p.GetValue(Ella), "ELLA_ELLA", "--ella", "the ELLA connector (for --mode ella)") : null,
+            ClipTokenizer = p.GetValue(ClipTokenizer),
+            LoadClip = clip,
+            DType = DTypes.Parse(p.GetValue(DType)!),
+            Device = ParseDevice(p.GetValue(Device)!),
+            LowMemory = p.GetValue(LowMemory),
+        };
+    }
+
+    public GenerationRequest Request(ParseResult p, IReadOnlyList<string> prompts, string negative, GenerationMode? mode = null, TokenLength? length = null) => new()
+    {
+        Prompts = prompts,
+        NegativePrompt = negative,
+        Mode = mode ?? GenerationModes.Parse(p.GetValue(Mode)!),
+        TokenLength = length ?? (p.GetValue(TokenLength) == "fixed" ? Text.TokenLength.Fixed : Text.TokenLength.Flexible),
+        MaxLength = p.GetValue(MaxLength),
+        Scheduler = p.GetValue(Scheduler)!,
+        Steps = p.GetValue(Steps),
+        GuidanceScale = p.GetValue(Guidance),
+        Seed = p.GetValue(Seed),
+        Width = p.GetValue(Width),
+        Height = p.GetValue(Height),
+        VaeTiling = p.GetValue(VaeTiling),
+    };
+
+    /// <summary>Automatic1111-style "parameters" text.</summary>
+    public static string Parameters(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype)
+    {
+        var items = new List<string>
+        {
+            $"Steps: {r.Steps}", $"Sampler: {result.SchedulerName}", $"CFG scale: {r.GuidanceScale}", $"Seed: {result.Seed}",
+            $"Size: {r.Width}x{r.Height}", $"Model: {pipeline.StableDiffusion.Name}",
+        };
+        if (GenerationModes.UsesElla(r.Mode))
+        {
+            if (pipeline.EllaPath != null) items.Add($"ELLA: {Path.GetFileNameWithoutExtension(pipeline.EllaPath)}");
+            if (pipeline.T5Path != null) items.Add($"T5: {Path.GetFileName(Path.GetFullPath(pipeline.T5Path).TrimEnd('/'))}");
+            items.Add($"Token length: {(r.TokenLength == Text.TokenLength.Fixed ? $"fixed {r.MaxLength}" : "flexible")}");
+        }
+        items.Add($"Mode: {GenerationModes.Name(r.Mode)}");
+        if (result.Images.shape[0] > 1) items.Add($"Batch size: {result.Images.shape[0]}, Batch pos: {batchPos}");
+        items.Add($"Dtype: {dtype}");
+        items.Add("Version: EllaSharp");
+        return $"{prompt}\nNegative prompt: {r.NegativePrompt}\n{string.Join(", ", items)}";
+    }
+}
+
+/// <summary>A live progress bar on an interactive terminal, plain lines when stderr is redirected.</summary>
+public sealed class StepProgressReporter(TextWriter writer, bool interactive, string label = "") : IProgress<StepProgress>
+{
+    public void Report(StepProgress p)
+    {
+        double perStep = p.Elapsed.TotalSeconds / p.Step;
+        double eta = perStep * (p.TotalSteps - p.Step);
+        if (interactive)
+        {
+            int filled = (int)Math.Round(30.0 * p.Step / p.TotalSteps);
+            writer.Write($"\r{label}[{new string('#', filled)}{new string('-', 30 - filled)}] {p.Step}/{p.TotalSteps}  {perStep:F2} s/step  ETA {eta:F0} s ");
+            if (p.Step == p.TotalSteps) writer.WriteLine();
+        }
+        else writer.WriteLine($"{label}step {p.Step}/{p.TotalSteps} (t={p.Timestep:0.###}, {perStep:F2} s/step, ETA {eta:F0} s)");
+        writer.Flush();
+    }
+
+    public static bool IsInteractive(TextWriter writer) => ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected;
+}

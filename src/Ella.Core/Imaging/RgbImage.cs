@@ -1,0 +1,174 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Text;
+using SkiaSharp;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Imaging;
+
+/// <summary>An 8-bit RGB image in row-major HWC order.</summary>
+public sealed class RgbImage
+{
+    public int Width { get; }
+    public int Height { get; }
+    /// <summary>Width × Height × 3 bytes.</summary>
+    public byte[] Pixels { get; }
+
+    public RgbImage(int width, int height, byte[]? pixels = null)
+    {
+        if (width <= 0 || height <= 0) throw new ArgumentOutOfRangeException(nameof(width), "image size must be positive");
+        Width = width;
+        Height = height;
+        Pixels = pixels ?? new byte[width * height * 3];
+        if (Pixels.Length != width * height * 3) throw new ArgumentException("pixel buffer size does not match the image size");
+    }
+
+    /// <summary>From a float image [3, H, W] in [0, 1]: round(x·255), as diffusers' numpy_to_pil does.</summary>
+    public static RgbImage FromTensor(Tensor chw)
+    {
+        using var scope = NewDisposeScope();
+        var bytes = (chw.to_type(ScalarType.Float32).cpu().clamp(0.0, 1.0) * 255).round().to_type(ScalarType.Byte).permute(1, 2, 0).contiguous();
+        return new RgbImage((int)chw.shape[2], (int)chw.shape[1], bytes.data<byte>().ToArray());
+    }
+
+    /// <summary>float32 [3, H, W] in [0, 1].</summary>
+    public Tensor ToTensor()
+    {
+        using var scope = NewDisposeScope();
+        var t = tensor(Pixels).reshape(Height, Width, 3).permute(2, 0, 1).to_type(ScalarType.Float32) / 255.0;
+        return t.MoveToOuterDisposeScope();
+    }
+
+    public RgbImage Crop(int x, int y, int width, int height)
+    {
+        if (x < 0 || y < 0 || x + width > Width || y + height > Height) throw new ArgumentOutOfRangeException(nameof(x), "crop outside the image");
+        var result = new RgbImage(width, height);
+        for (int row = 0; row < height; row++)
+            Array.Copy(Pixels, ((y + row) * Width + x) * 3, result.Pixels, row * width * 3, width * 3);
+        return result;
+    }
+
+    public void Paste(RgbImage other, int x, int y)
+    {
+        for (int row = 0; row < other.Height && y + row < Height; row++)
+        {
+            int w = Math.Min(other.Width, Width - x);
+            if (w <= 0) return;
+            Array.Copy(other.Pixels, row * other.Width * 3, Pixels, ((y + row) * Width + x) * 3, w * 3);
+        }
+    }
+
+    public void Fill(byte r, byte g, byte b)
+    {
+        for (int i = 0; i < Pixels.Length; i += 3) { Pixels[i] = r; Pixels[i + 1] = g; Pixels[i + 2] = b; }
+    }
+
+    /// <summary>Encodes as PNG with SkiaSharp, adding one tEXt chunk per metadata entry (e.g. "parameters").</summary>
+    public byte[] EncodePng(IReadOnlyDictionary<string, string>? text = null)
+    {
+        var info = new SKImageInfo(Width, Height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        var rgba = new byte[Width * Height * 4];
+        for (int i = 0, j = 0; i < Pixels.Length; i += 3, j += 4)
+        {
+            rgba[j] = Pixels[i]; rgba[j + 1] = Pixels[i + 1]; rgba[j + 2] = Pixels[i + 2]; rgba[j + 3] = 255;
+        }
+        using var image = SKImage.FromPixelCopy(info, rgba, Width * 4);
+        using var data = image.Encode(SKEncodedImageFormat.Png, 100);
+        var png = data.ToArray();
+        return text is { Count: > 0 } ? PngText.Insert(png, text) : png;
+    }
+
+    /// <summary>Writes a PNG atomically (temporary file, then rename).</summary>
+    public void SavePng(string path, IReadOnlyDictionary<string, string>? text = null)
+    {
+        string full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = full + $".tmp-{Environment.ProcessId}";
+        File.WriteAllBytes(tmp, EncodePng(text));
+        File.Move(tmp, full, overwrite: true);
+    }
+
+    /// <summary>Decodes a PNG or JPEG file; throws an <see cref="EllaException"/> naming the file when it cannot.</summary>
+    public static RgbImage Load(string path)
+    {
+        using var bitmap = SKBitmap.Decode(path) ?? throw new EllaException($"{path}: not a readable PNG or JPEG image");
+        using var converted = bitmap.Copy(SKColorType.Rgba8888) ?? throw new EllaException($"{path}: unsupported pixel format");
+        var rgba = converted.Bytes;
+        var image = new RgbImage(converted.Width, converted.Height);
+        int stride = converted.RowBytes;
+        for (int y = 0; y < image.Height; y++)
+            for (int x = 0; x < image.Width; x++)
+            {
+                int s = y * stride + x * 4, d = (y * image.Width + x) * 3;
+                image.Pixels[d] = rgba[s]; image.Pixels[d + 1] = rgba[s + 1]; image.Pixels[d + 2] = rgba[s + 2];
+            }
+        return image;
+    }
+}
+
+/// <summary>PNG tEXt chunks (Latin-1 keyword and text), the way A1111 stores "parameters".</summary>
+public static class PngText
+{
+    public static byte[] Insert(byte[] png, IReadOnlyDictionary<string, string> entries)
+    {
+        // Insert right after IHDR (8-byte signature + 25-byte IHDR chunk).
+        const int afterHeader = 8 + 4 + 4 + 13 + 4;
+        using var output = new MemoryStream();
+        output.Write(png, 0, afterHeader);
+        foreach (var (key, value) in entries)
+        {
+            if (IsLatin1(value)) WriteChunk(output, "tEXt", [.. Encoding.Latin1.GetBytes(key), 0, .. Encoding.Latin1.GetBytes(value)]);
+            // Like PIL (and so A1111): text outside Latin-1 goes into an uncompressed iTXt chunk in UTF-8.
+            else WriteChunk(output, "iTXt", [.. Encoding.Latin1.GetBytes(key), 0, 0, 0, 0, 0, .. Encoding.UTF8.GetBytes(value)]);
+        }
+        output.Write(png, afterHeader, png.Length - afterHeader);
+        return output.ToArray();
+    }
+
+    /// <summary>All tEXt chunks of a PNG.</summary>
+    public static Dictionary<string, string> Read(byte[] png)
+    {
+        var result = new Dictionary<string, string>();
+        int p = 8;
+        while (p + 12 <= png.Length)
+        {
+            int length = BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(p));
+            string type = Encoding.ASCII.GetString(png, p + 4, 4);
+            var data = png.AsSpan(p + 8, length);
+            int zero = data.IndexOf((byte)0);
+            if (type == "tEXt" && zero > 0)
+                result[Encoding.Latin1.GetString(data[..zero])] = Encoding.Latin1.GetString(data[(zero + 1)..]);
+            else if (type == "iTXt" && zero > 0 && data.Length > zero + 3 && data[zero + 1] == 0)
+            {
+                // keyword \0 flag method language \0 translated \0 text
+                var rest = data[(zero + 3)..];
+                int lang = rest.IndexOf((byte)0);
+                var afterLang = rest[(lang + 1)..];
+                int translated = afterLang.IndexOf((byte)0);
+                result[Encoding.Latin1.GetString(data[..zero])] = Encoding.UTF8.GetString(afterLang[(translated + 1)..]);
+            }
+            if (type == "IEND") break;
+            p += 12 + length;
+        }
+        return result;
+    }
+
+    static bool IsLatin1(string s) => s.All(c => c <= 0xFF);
+
+    static void WriteChunk(Stream s, string type, byte[] data)
+    {
+        Span<byte> len = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(len, data.Length);
+        s.Write(len);
+        var typeBytes = Encoding.ASCII.GetBytes(type);
+        s.Write(typeBytes);
+        s.Write(data);
+        var crc = new Crc32();
+        crc.Append(typeBytes);
+        crc.Append(data);
+        Span<byte> c = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(c, crc.GetCurrentHashAsUInt32());
+        s.Write(c);
+    }
+}

@@ -1,0 +1,257 @@
+using System.Diagnostics;
+using Ella.Modules.Ella;
+using Ella.Modules.T5;
+using Ella.Schedulers;
+using Ella.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Pipelines;
+
+/// <summary>
+/// Text-to-image with ELLA, mirroring the authors' inference.py on top of diffusers' StableDiffusionPipeline:
+/// 1 check inputs, 2 encode prompts (T5 for ELLA, CLIP for the baseline), 3 timesteps, 4 seeded initial latents,
+/// 5 the denoising loop (TSC(features, t) every step, UNet, CFG, scheduler step), 6 VAE decode.
+/// Load once with <see cref="Load"/>; call <see cref="Generate"/> as often as needed (calls are serialised).
+/// </summary>
+public sealed class EllaPipeline : IDisposable
+{
+    readonly PipelineLoadOptions _options;
+    readonly object _gate = new();
+    T5EncoderModel? _t5;
+    T5Tokenizer? _t5Tokenizer;
+
+    public StableDiffusionModel StableDiffusion { get; }
+    public EllaConnector? Connector { get; }
+    public string? T5Path { get; }
+    public string? EllaPath { get; }
+
+    EllaPipeline(PipelineLoadOptions options, StableDiffusionModel sd, EllaConnector? connector, string? t5Path, string? ellaPath)
+    {
+        _options = options;
+        StableDiffusion = sd;
+        Connector = connector;
+        T5Path = t5Path;
+        EllaPath = ellaPath;
+    }
+
+    /// <summary>Loads every component the options name; T5 is loaded now unless <see cref="PipelineLoadOptions.LowMemory"/>.</summary>
+    public static EllaPipeline Load(PipelineLoadOptions options, Action<string>? log = null)
+    {
+        Native.TorchRuntime.Initialize();
+        var sw = Stopwatch.StartNew();
+        var sd = StableDiffusionModel.Load(options.StableDiffusion, options.DType, options.Device, options.LoadClip, options.ClipTokenizer);
+        log?.Invoke($"loaded Stable Diffusion ({sd.Name}) in {sw.Elapsed.TotalSeconds:F1} s");
+        EllaConnector? connector = null;
+        string? ellaFile = null;
+        try
+        {
+            if (options.Ella != null)
+            {
+                sw.Restart();
+                ellaFile = ModelLocator.EllaFile(options.Ella);
+                connector = EllaConnector.FromPretrained(ellaFile, options.DType, options.Device);
+                int width = connector.Config.ConditionWidth, cross = sd.Unet.Config.CrossAttentionDim;
+                if (width != cross)
+                    throw new EllaException($"{ellaFile}: the ELLA connector outputs {width}-wide tokens but the UNet's cross_attention_dim is {cross}; this connector does not belong to this Stable Diffusion model");
+                log?.Invoke($"loaded ELLA connector in {sw.Elapsed.TotalSeconds:F1} s");
+            }
+            var pipeline = new EllaPipeline(options, sd, connector, options.T5, ellaFile);
+            if (options.T5 != null)
+            {
+                pipeline._t5Tokenizer = T5Tokenizer.FromPretrained(options.T5);
+                if (!options.LowMemory)
+                {
+                    sw.Restart();
+                    pipeline._t5 = T5EncoderModel.FromPretrained(options.T5, options.DType, options.Device);
+                    log?.Invoke($"loaded T5 encoder in {sw.Elapsed.TotalSeconds:F1} s");
+                }
+            }
+            return pipeline;
+        }
+        catch
+        {
+            sd.Dispose();
+            connector?.Dispose();
+            throw;
+        }
+    }
+
+    Device DeviceOrCpu => _options.Device ?? CPU;
+
+    /// <summary>Checks a request against what this pipeline loaded; throws an <see cref="EllaException"/> naming the problem.</summary>
+    public void Validate(GenerationRequest r)
+    {
+        int f = StableDiffusion.Vae.Config.DownscaleFactor;
+        if (r.Width <= 0 || r.Height <= 0 || r.Width % f != 0 || r.Height % f != 0)
+            throw new EllaException($"size {r.Width}×{r.Height}: width and height must be positive multiples of {f}");
+        if (r.Prompts.Count == 0 && r.PromptEmbeds is null) throw new EllaException("no prompt given");
+        if (r.PromptEmbeds is { } pe)
+        {
+            if (r.Mode != GenerationMode.Ella) throw new EllaException("prompt embeddings can only be used with --mode ella");
+            if (Connector == null) throw new EllaException("prompt embeddings need the ELLA connector (--ella)");
+            long inputDim = Connector.Config.InputDim ?? Connector.Config.Width;
+            if (pe.dim() != 3 || pe.shape[2] != inputDim) throw new EllaException($"prompt embeddings must be [B, L, {inputDim}], got [{string.Join(", ", pe.shape)}]");
+            if (r.GuidanceScale > 1 && r.NegativePromptEmbeds is null) throw new EllaException("with prompt embeddings and guidance > 1, negative prompt embeddings are needed too");
+        }
+        if (r.Steps < 1) throw new EllaException($"steps must be at least 1, got {r.Steps}");
+        if (r.BatchSize < 1) throw new EllaException($"batch must be at least 1, got {r.BatchSize}");
+        if (double.IsNaN(r.GuidanceScale) || r.GuidanceScale < 0) throw new EllaException($"guidance must be ≥ 0, got {r.GuidanceScale}");
+        if (GenerationModes.UsesElla(r.Mode) && (Connector == null || (_t5Tokenizer == null && r.PromptEmbeds is null)))
+            throw new EllaException($"--mode {GenerationModes.Name(r.Mode)} needs the ELLA connector (--ella) and FLAN-T5 (--t5)");
+        if (GenerationModes.UsesClip(r.Mode) && StableDiffusion.TextEncoder == null)
+            throw new EllaException($"--mode {GenerationModes.Name(r.Mode)} needs the CLIP text encoder, which was not loaded");
+        if (r.TokenLength == TokenLength.Fixed && r.MaxLength < 2) throw new EllaException($"max length must be at least 2, got {r.MaxLength}");
+        SchedulerFactory.Create(r.Scheduler, StableDiffusion.SchedulerConfig).Dispose(); // validates the name
+    }
+
+    public GenerationResult Generate(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        lock (_gate)
+        {
+            Validate(request);
+            using var mode = inference_mode();
+            using var scope = NewDisposeScope();
+            var warnings = new List<string>();
+            var sw = Stopwatch.StartNew();
+            // Each prompt gives BatchSize rows, as diffusers' num_images_per_prompt does.
+            IConditioner cond;
+            IConditioner? uncondRows = null;
+            int rows;
+            if (request.PromptEmbeds is { } embeds)
+            {
+                var condRows = EmbedRows(embeds, request.TokenLength).SelectMany(f => Enumerable.Repeat(f, request.BatchSize)).ToList();
+                rows = condRows.Count;
+                cond = new EllaConditioner(Connector!, condRows, _options.DType);
+                if (request.GuidanceScale > 1.0)
+                {
+                    var neg = EmbedRows(request.NegativePromptEmbeds!, request.TokenLength);
+                    uncondRows = neg.Count == 1 ? new SharedRowConditioner(new EllaConditioner(Connector!, neg, _options.DType), rows)
+                        : new EllaConditioner(Connector!, neg.SelectMany(f => Enumerable.Repeat(f, request.BatchSize)).ToList(), _options.DType);
+                }
+            }
+            else
+            {
+                var prompts = request.Prompts.SelectMany(p => Enumerable.Repeat(p, request.BatchSize)).ToList();
+                rows = prompts.Count;
+                cond = BuildConditioner(prompts, request, warnings, negative: false);
+                uncondRows = request.GuidanceScale > 1.0
+                    ? new SharedRowConditioner(BuildConditioner([request.NegativePrompt], request, warnings, negative: true), rows) : null;
+            }
+            using var condScope = cond;
+            using var uncondScope = uncondRows;
+            var encodeTime = sw.Elapsed;
+
+            using var scheduler = SchedulerFactory.Create(request.Scheduler, StableDiffusion.SchedulerConfig);
+            scheduler.SetTimesteps(request.Steps);
+            long seed = request.Seed ?? Random.Shared.NextInt64(0, 1L << 53);
+            var generator = new Generator((ulong)seed);
+            int f = StableDiffusion.Vae.Config.DownscaleFactor;
+            sw.Restart();
+            Tensor final;
+            using (var latents = DenoisingLoop.InitialLatents(rows, StableDiffusion.Unet.Config.InChannels, request.Height / f, request.Width / f, generator, scheduler.InitNoiseSigma, DeviceOrCpu))
+                final = DenoisingLoop.Run(StableDiffusion.Unet, scheduler, latents, cond, uncondRows, request.GuidanceScale, generator, _options.DType, progress, cancellation);
+            var denoiseTime = sw.Elapsed;
+            sw.Restart();
+            Tensor images;
+            using (final)
+                images = DenoisingLoop.Decode(StableDiffusion.Vae, final, _options.DType, request.VaeTiling).cpu().MoveToOuterDisposeScope();
+            return new GenerationResult
+            {
+                Images = images, Seed = seed, SchedulerName = scheduler.DisplayName, Warnings = warnings,
+                EncodeTime = encodeTime, DenoiseTime = denoiseTime, DecodeTime = sw.Elapsed,
+            };
+        }
+    }
+
+    IConditioner BuildConditioner(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
+    {
+        IConditioner? ella = GenerationModes.UsesElla(r.Mode) ? EllaCondition(prompts, r, warnings, negative) : null;
+        IConditioner? clip = GenerationModes.UsesClip(r.Mode) ? ClipCondition(prompts, warnings, negative) : null;
+        return r.Mode switch
+        {
+            GenerationMode.Ella => ella!,
+            GenerationMode.Clip => clip!,
+            _ => new ConcatConditioner(ella!, clip!),
+        };
+    }
+
+    /// <summary>T5 features of each prompt (own length when flexible; padded/truncated to max length when fixed).</summary>
+    public IReadOnlyList<Tensor> EncodeT5(IReadOnlyList<string> prompts, TokenLength mode, int maxLength, List<string>? warnings = null)
+    {
+        var t5 = _t5 ?? T5EncoderModel.FromPretrained(T5Path!, _options.DType, _options.Device);
+        try
+        {
+            var features = new List<Tensor>();
+            var cache = new Dictionary<string, Tensor>();
+            foreach (var prompt in prompts)
+            {
+                if (cache.TryGetValue(prompt, out var same)) { features.Add(same); continue; }
+                var tok = _t5Tokenizer!.Encode(prompt, mode, maxLength);
+                if (tok.Truncated && warnings != null)
+                    warnings.Add($"prompt truncated to {maxLength} T5 tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(_t5Tokenizer.Decode(_t5Tokenizer.EncodeIds(prompt)[(maxLength - 1)..^1]))}\"");
+                using var ids = tensor(tok.Ids.Select(i => (long)i).ToArray()).reshape(1, -1).to(DeviceOrCpu);
+                using var mask = tensor(tok.AttentionMask.Select(i => (long)i).ToArray()).reshape(1, -1).to(DeviceOrCpu);
+                var f = t5.forward(ids, mask).DetachFromDisposeScope();
+                cache[prompt] = f;
+                features.Add(f);
+            }
+            return features;
+        }
+        finally
+        {
+            if (_t5 == null) t5.Dispose();
+        }
+    }
+
+    IConditioner EllaCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
+    {
+        var features = EncodeT5(prompts, r.TokenLength, r.MaxLength, negative ? null : warnings);
+        try { return new EllaConditioner(Connector!, features, _options.DType); }
+        finally { foreach (var f in features.Distinct()) f.Dispose(); }
+    }
+
+    IConditioner ClipCondition(IReadOnlyList<string> prompts, List<string> warnings, bool negative)
+    {
+        var tokenizer = StableDiffusion.Tokenizer!;
+        var rows = new List<long[]>();
+        foreach (var p in prompts)
+        {
+            var tok = tokenizer.Encode(p);
+            if (tok.Truncated && !negative)
+                warnings.Add($"prompt truncated to {tokenizer.ModelMaxLength} CLIP tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(tokenizer.TruncatedTail(p))}\"");
+            rows.Add(tok.Ids.Select(i => (long)i).ToArray());
+        }
+        using var scope = NewDisposeScope();
+        var ids = stack(rows.Select(r => tensor(r)).ToArray()).to(DeviceOrCpu);
+        var hidden = StableDiffusion.TextEncoder!.forward(ids);
+        return new StaticConditioner(hidden.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Rows of precomputed features: in flexible mode each row without its trailing all-zero padding.</summary>
+    static List<Tensor> EmbedRows(Tensor embeds, TokenLength mode)
+    {
+        var rows = new List<Tensor>();
+        for (int r = 0; r < embeds.shape[0]; r++)
+        {
+            var row = embeds[r..(r + 1)];
+            if (mode == TokenLength.Flexible)
+            {
+                using var nonzero = row[0].abs().sum(1).gt(0).nonzero();
+                long length = nonzero.shape[0] == 0 ? 1 : nonzero[-1, 0].item<long>() + 1;
+                row = row[.., ..(int)length];
+            }
+            rows.Add(row);
+        }
+        return rows;
+    }
+
+    static string Truncate(string s) => s.Length <= 80 ? s : s[..77] + "…";
+
+    public void Dispose()
+    {
+        StableDiffusion.Dispose();
+        Connector?.Dispose();
+        _t5?.Dispose();
+    }
+}
