@@ -17,7 +17,7 @@ namespace Ella.Cli.Commands;
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly string[] Stages = ["t5", "tsc"];
+    public static readonly string[] Stages = ["t5", "tsc", "unet", "vae"];
 
     public static Command Create(CliContext ctx)
     {
@@ -28,7 +28,7 @@ public static class BenchCommand
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for the random-weight checkpoints (default: a temp folder, deleted after)" };
         var threads = new Option<int?>("--threads") { Description = "Intra-op threads (default: libtorch's choice, one per core)" };
         var json = new Option<bool>("--json") { Description = "Print {\"fp32\": {...}, \"bf16\": {...}} with the medians" };
-        var command = new Command("bench", "Time full-size random-weight models: load, T5 encode (128 tokens), TSC per step; peak RSS")
+        var command = new Command("bench", "Time full-size random-weight SD1.5 + ELLA + FLAN-T5-XL: load, T5 encode, TSC and UNet per step (CFG), VAE decode, peak RSS")
             { runs, size, dtypes, only, workDir, threads, json };
         command.SetAction(p => Run(ctx, p.GetValue(runs), p.GetValue(size), p.GetValue(dtypes)!, p.GetValue(only), p.GetValue(workDir), p.GetValue(threads), p.GetValue(json)));
         return command;
@@ -39,6 +39,8 @@ public static class BenchCommand
         public double LoadS;
         public TimingStats? T5Encode;
         public TimingStats? TscStep;
+        public TimingStats? UnetStep;
+        public TimingStats? VaeDecode;
         public double PeakRssMb;
     }
 
@@ -62,7 +64,7 @@ public static class BenchCommand
             foreach (var dtype in dtypes)
             {
                 log.WriteLine($"[{DTypes.Name(dtype)}] loading and timing ({runs} runs per stage)…");
-                results[DTypes.Name(dtype)] = Measure(files, stages, dtype, runs, log);
+                results[DTypes.Name(dtype)] = Measure(files, stages, dtype, runs, size, log);
                 GC.Collect();
                 GC.WaitForPendingFinalizers();
             }
@@ -73,8 +75,8 @@ public static class BenchCommand
                     ["load_s"] = Round(kv.Value.LoadS),
                     ["t5_encode_s"] = Round(kv.Value.T5Encode?.Median),
                     ["tsc_step_s"] = Round(kv.Value.TscStep?.Median),
-                    ["unet_step_s"] = null,
-                    ["vae_decode_s"] = null,
+                    ["unet_step_s"] = Round(kv.Value.UnetStep?.Median),
+                    ["vae_decode_s"] = Round(kv.Value.VaeDecode?.Median),
                     ["peak_rss_mb"] = Math.Round(kv.Value.PeakRssMb),
                 });
                 ctx.Out.WriteLine(JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
@@ -88,6 +90,9 @@ public static class BenchCommand
                 Row("load (all models)", r => $"{r.LoadS:F2}");
                 Row("T5-XL encode (1×128)", r => r.T5Encode?.ToString() ?? "–");
                 Row("TSC step (2×128 → 2×64)", r => r.TscStep?.ToString() ?? "–");
+                Row($"UNet step (CFG, 2×{size / 8}²)", r => r.UnetStep?.ToString() ?? "–");
+                Row($"VAE decode (1×{size}²)", r => r.VaeDecode?.ToString() ?? "–");
+                Row("TSC share of a step", r => r.TscStep != null && r.UnetStep != null ? $"{100 * r.TscStep.Median / (r.TscStep.Median + r.UnetStep.Median):F2} %" : "–");
                 Row("peak RSS (MB)", r => $"{r.PeakRssMb:F0}");
             }
             return EllaCli.ExitOk;
@@ -100,7 +105,7 @@ public static class BenchCommand
 
     static double? Round(double? v) => v is { } x ? Math.Round(x, 4) : null;
 
-    sealed record Files(string? T5Folder, string? EllaFile);
+    sealed record Files(string? T5Folder, string? EllaFile, string? UnetFolder, string? VaeFolder);
 
     static Files PrepareCheckpoints(string dir, HashSet<string> stages, TextWriter log)
     {
@@ -128,10 +133,37 @@ public static class BenchCommand
                 RandomCheckpoint.Write(meta, ella, seed: 2);
             }
         }
-        return new Files(t5, ella);
+        string? unet = null, vae = null;
+        if (stages.Contains("unet"))
+        {
+            unet = Path.Combine(dir, "unet");
+            if (!File.Exists(Path.Combine(unet, "diffusion_pytorch_model.safetensors")))
+            {
+                Directory.CreateDirectory(unet);
+                var sw = Stopwatch.StartNew();
+                var cfg = UNet2DConditionConfig.StableDiffusion15();
+                File.WriteAllText(Path.Combine(unet, "config.json"), JsonSerializer.Serialize(cfg));
+                using var meta = RandomCheckpoint.OnMeta(() => new Modules.UNet.UNet2DConditionModel(cfg));
+                RandomCheckpoint.Write(meta, Path.Combine(unet, "diffusion_pytorch_model.safetensors"), seed: 5);
+                log.WriteLine($"wrote random SD1.5 UNet in {sw.Elapsed.TotalSeconds:F1} s");
+            }
+        }
+        if (stages.Contains("vae"))
+        {
+            vae = Path.Combine(dir, "vae");
+            if (!File.Exists(Path.Combine(vae, "diffusion_pytorch_model.safetensors")))
+            {
+                Directory.CreateDirectory(vae);
+                var cfg = AutoencoderKLConfig.StableDiffusion15();
+                File.WriteAllText(Path.Combine(vae, "config.json"), JsonSerializer.Serialize(cfg));
+                using var meta = RandomCheckpoint.OnMeta(() => new Modules.Vae.AutoencoderKL(cfg));
+                RandomCheckpoint.Write(meta, Path.Combine(vae, "diffusion_pytorch_model.safetensors"), seed: 6);
+            }
+        }
+        return new Files(t5, ella, unet, vae);
     }
 
-    static Result Measure(Files files, HashSet<string> stages, ScalarType dtype, int runs, TextWriter log)
+    static Result Measure(Files files, HashSet<string> stages, ScalarType dtype, int runs, int size, TextWriter log)
     {
         var result = new Result();
         ProcessMemory.ResetPeak();
@@ -139,8 +171,12 @@ public static class BenchCommand
         using var t5 = files.T5Folder != null ? T5EncoderModel.FromPretrained(files.T5Folder, dtype) : null;
         double t5Load = sw.Elapsed.TotalSeconds;
         using var ella = files.EllaFile != null ? EllaConnector.FromPretrained(files.EllaFile, dtype) : null;
+        double ellaLoad = sw.Elapsed.TotalSeconds - t5Load;
+        using var unet = files.UnetFolder != null ? Modules.UNet.UNet2DConditionModel.FromPretrained(files.UnetFolder, dtype) : null;
+        double unetLoad = sw.Elapsed.TotalSeconds - t5Load - ellaLoad;
+        using var vae = files.VaeFolder != null ? Modules.Vae.AutoencoderKL.FromPretrained(files.VaeFolder, dtype) : null;
         result.LoadS = sw.Elapsed.TotalSeconds;
-        log.WriteLine($"  load: {result.LoadS:F2} s (T5 {t5Load:F2} s)");
+        log.WriteLine($"  load: {result.LoadS:F2} s (T5 {t5Load:F2} s, TSC {ellaLoad:F2} s, UNet {unetLoad:F2} s, VAE {result.LoadS - t5Load - ellaLoad - unetLoad:F2} s)");
 
         using (torch.inference_mode())
         {
@@ -161,6 +197,26 @@ public static class BenchCommand
                     ella.forward(features, torch.tensor(999L - 40 * step++));
                 });
                 log.WriteLine($"  TSC step: {result.TscStep} s");
+            }
+            if (unet != null)
+            {
+                long h = size / 8;
+                using var x = torch.randn(2, 4, h, h, generator: new Generator(5)).to_type(dtype);
+                using var context = torch.randn(2, 64, unet.Config.CrossAttentionDim, generator: new Generator(6)).to_type(dtype);
+                int step = 0;
+                result.UnetStep = TimingStats.Measure(runs, () =>
+                {
+                    using var s = NewDisposeScope();
+                    unet.forward(x, torch.tensor(999L - 40 * step++), context);
+                });
+                log.WriteLine($"  UNet step: {result.UnetStep} s");
+            }
+            if (vae != null)
+            {
+                long h = size / 8;
+                using var z = (torch.randn(1, 4, h, h, generator: new Generator(7)) / vae.Config.ScalingFactor).to_type(dtype);
+                result.VaeDecode = TimingStats.Measure(runs, () => { using var s = NewDisposeScope(); vae.Decode(z); });
+                log.WriteLine($"  VAE decode: {result.VaeDecode} s");
             }
         }
         result.PeakRssMb = ProcessMemory.PeakRssMb();

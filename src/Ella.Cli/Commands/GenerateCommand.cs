@@ -34,7 +34,7 @@ public static class GenerateCommand
         }
         if (prompt == null && embedsPath == null) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
         var mode = GenerationModes.Parse(p.GetValue(o.Mode)!);
-        var load = o.LoadOptions(p, [mode], needT5: embedsPath == null);
+        var load = o.LoadOptions(p, [mode], needT5: embedsPath == null, oneShot: true);
 
         Tensor? promptEmbeds = null, negativeEmbeds = null;
         if (embedsPath != null)

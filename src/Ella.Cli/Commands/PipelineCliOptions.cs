@@ -28,7 +28,7 @@ public sealed class PipelineCliOptions
     public readonly Option<string> DType = new("--dtype") { Description = "fp32 (exact) | bf16 (fast on CPUs with AVX-512 BF16)", DefaultValueFactory = _ => "fp32" };
     public readonly Option<string> Device = new("--device") { Description = "cpu | cuda | cuda:N", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int?> Threads = new("--threads") { Description = "Intra-op threads (default: one per core)" };
-    public readonly Option<bool> LowMemory = new("--low-memory") { Description = "Free T5 after encoding the prompts" };
+    public readonly Option<bool> LowMemory = new("--low-memory") { Description = "Load T5 only to encode prompts and free it before denoising (generate always does)" };
     public readonly Option<bool> VaeTiling = new("--vae-tiling") { Description = "Decode in overlapping 512-px tiles (bounded memory for large images)" };
 
     public PipelineCliOptions()
@@ -59,7 +59,8 @@ public sealed class PipelineCliOptions
     }
 
     /// <summary>Load options for the given modes (paths from options or ELLA_SD / ELLA_T5 / ELLA_ELLA).</summary>
-    public PipelineLoadOptions LoadOptions(ParseResult p, IEnumerable<GenerationMode> modes, bool needT5 = true)
+    /// <param name="oneShot">the command encodes prompts once: T5 is loaded for that and freed before denoising</param>
+    public PipelineLoadOptions LoadOptions(ParseResult p, IEnumerable<GenerationMode> modes, bool needT5 = true, bool oneShot = false)
     {
         var modeList = modes.ToList();
         bool ella = modeList.Any(GenerationModes.UsesElla);
@@ -74,7 +75,7 @@ public sealed class PipelineCliOptions
             LoadClip = clip,
             DType = DTypes.Parse(p.GetValue(DType)!),
             Device = ParseDevice(p.GetValue(Device)!),
-            LowMemory = p.GetValue(LowMemory),
+            LowMemory = p.GetValue(LowMemory) || oneShot,
         };
     }
 

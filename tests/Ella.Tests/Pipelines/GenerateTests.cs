@@ -143,3 +143,74 @@ public sealed class GenerateTests : IDisposable
         Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 }
+
+public sealed class CompareAndClipTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("ella-cmp-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    /// <summary>A tiny SD folder: the pipeline fixture's UNet/VAE/scheduler plus the tiny CLIP text encoder (width 64) and the real CLIP vocabulary.</summary>
+    string TinySdWithClip()
+    {
+        string sd = Path.Combine(_dir, "sd");
+        string model = Fixtures.PathOf("diffusion", "pipeline", "model");
+        Directory.CreateDirectory(sd);
+        foreach (var sub in new[] { "unet", "vae", "scheduler" }) Directory.CreateSymbolicLink(Path.Combine(sd, sub), Path.Combine(model, sub));
+        File.Copy(Path.Combine(model, "model_index.json"), Path.Combine(sd, "model_index.json"));
+        Directory.CreateSymbolicLink(Path.Combine(sd, "text_encoder"), Fixtures.PathOf("text", "clip-text"));
+        Directory.CreateSymbolicLink(Path.Combine(sd, "tokenizer"), Path.Combine(Fixtures.SharedData, "clip"));
+        return sd;
+    }
+
+    (string T5, string Ella) TinyText()
+    {
+        string t5 = Path.Combine(_dir, "t5");
+        Directory.CreateDirectory(t5);
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Fixtures.PathOf("text", "t5", f), Path.Combine(t5, f));
+        File.Copy(Fixtures.PathOf("text", "t5-tokenizer", "spiece.model"), Path.Combine(t5, "spiece.model"));
+        string ella = Path.Combine(_dir, "ella64.safetensors");
+        using var c = new EllaConnector(new EllaConnectorConfig { TimeChannel = 32, TimeEmbedDim = 64, Width = 64, Layers = 1, Heads = 4, NumLatents = 8, InputDim = 64 });
+        c.Save(ella);
+        return (t5, ella);
+    }
+
+    [Fact]
+    public void Compare_writes_one_labelled_grid_of_three()
+    {
+        var (t5, ella) = TinyText();
+        string output = Path.Combine(_dir, "grid.png");
+        var r = CliRunner.Run("compare", "--sd", TinySdWithClip(), "--t5", t5, "--ella", ella, "--prompt", "a red car on a beach",
+            "--steps", "2", "--width", "64", "--height", "64", "--seed", "3", "-o", output);
+        Assert.True(r.ExitCode == 0, r.Error);
+        var grid = RgbImage.Load(output);
+        Assert.True(grid.Width == 3 * 64 + 2 * 4, $"grid width {grid.Width}");
+        Assert.True(grid.Height > 64);
+        Assert.Contains("Seed: 3", PngText.Read(File.ReadAllBytes(output))["parameters"]);
+    }
+
+    [Fact]
+    public void Ella_plus_clip_conditions_on_141_tokens_and_clip_mode_runs()
+    {
+        var (t5, ella) = TinyText();
+        using var pipeline = EllaPipeline.Load(new PipelineLoadOptions { StableDiffusion = TinySdWithClip(), T5 = t5, Ella = ella, LoadClip = true });
+        using var _ = inference_mode();
+        foreach (var mode in new[] { GenerationMode.Clip, GenerationMode.EllaClip })
+        {
+            var request = new GenerationRequest { Prompts = ["a red car", "two cats"], Mode = mode, Steps = 2, Width = 64, Height = 64, Seed = 5 };
+            using var result = pipeline.Generate(request);
+            Assert.Equal([2L, 3, 64, 64], result.Images.shape);
+        }
+        // The concatenated condition: ELLA's latents then CLIP's 77 tokens.
+        using (var ellaCond = new EllaConditioner(pipeline.Connector!, [randn(1, 5, 64)], ScalarType.Float32))
+        using (var concat = new ConcatConditioner(ellaCond, new StaticConditioner(randn(1, 77, 64))))
+        using (var condition = concat.At(new StepTime(999, tensor(999L))))
+        {
+            Assert.Equal([1L, 8 + 77, 64], condition.shape);
+            using var first = ellaCond.At(new StepTime(999, tensor(999L)));
+            Assert.True(condition[.., ..8].eq(first).all().item<bool>());
+        }
+        var prompt = string.Join(" ", Enumerable.Repeat("a very long prompt about many things", 20));
+        using var long_ = pipeline.Generate(new GenerationRequest { Prompts = [prompt], Mode = GenerationMode.EllaClip, Steps = 1, Width = 64, Height = 64, Seed = 5 });
+        Assert.Contains(long_.Warnings, w => w.Contains("CLIP tokens"));
+    }
+}
