@@ -21,6 +21,7 @@ public static class EllaCli
         root.Subcommands.Add(TokenizeCommand.Create(context));
         root.Subcommands.Add(GenerateCommand.Create(context));
         root.Subcommands.Add(CompareCommand.Create(context));
+        root.Subcommands.Add(Commands.Dpg.DpgCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
 
         var parse = root.Parse(args);

@@ -1,0 +1,124 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Ella.Evaluation.DpgBench;
+using Ella.Evaluation.Judges;
+
+namespace Ella.Cli.Commands.Dpg;
+
+/// <summary><c>ella dpg score</c>: the authors' compute_dpg_bench.py numbers (or the corrected ones) with a pluggable judge.</summary>
+public static class DpgScoreCommand
+{
+    public static Command Create(CliContext ctx)
+    {
+        var images = new Option<string>("--images") { Description = "Folder of <item_id>.png|jpg 2×2 grids", Required = true };
+        var csv = new Option<string>("--csv") { Description = "The official dpg_bench.csv", Required = true };
+        var resolution = new Option<int>("--resolution") { Description = "Pixels of one grid cell (e.g. 512)", Required = true };
+        var picNum = new Option<int>("--pic-num") { Description = "Crops per image to ask about (1–4: top-left, top-right, bottom-left, bottom-right)", DefaultValueFactory = _ => 4 };
+        var scoring = new Option<string>("--scoring") { Description = "official (reproduces the authors' script, defects included) | corrected", DefaultValueFactory = _ => "official" };
+        scoring.AcceptOnlyFromAmong("official", "corrected");
+        var judge = new Option<string>("--judge") { Description = "replay | openai", DefaultValueFactory = _ => "replay" };
+        judge.AcceptOnlyFromAmong("replay", "openai");
+        var answers = new Option<string?>("--answers") { Description = "Answers JSONL: read by replay; written (and resumed) by openai (default: <out>/dpg_answers.jsonl)" };
+        var endpoint = new Option<string?>("--endpoint") { Description = "openai: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1" };
+        var model = new Option<string?>("--model") { Description = "openai: model name" };
+        var apiKeyEnv = new Option<string>("--api-key-env") { Description = "openai: environment variable holding the API key", DefaultValueFactory = _ => "OPENAI_API_KEY" };
+        var parallel = new Option<int>("--parallel") { Description = "openai: requests in flight", DefaultValueFactory = _ => 4 };
+        var retries = new Option<int>("--retries") { Description = "openai: retries per question (exponential backoff)", DefaultValueFactory = _ => 5 };
+        var output = new Option<string?>("--out") { Description = "Folder for dpg_results.csv and dpg_detail.txt (default: the images folder)" };
+        var json = new Option<bool>("--json") { Description = "Print {\"score\", \"l1\", \"l2\", \"items\", \"scored\", \"skipped\"} (scores ×100)" };
+        var command = new Command("score", "Score generated DPG-Bench images with a VQA judge")
+            { images, csv, resolution, picNum, scoring, judge, answers, endpoint, model, apiKeyEnv, parallel, retries, output, json };
+        command.SetAction(async (p, ct) =>
+        {
+            string outDir = p.GetValue(output) ?? p.GetValue(images)!;
+            var rows = DpgBenchCsv.Load(p.GetValue(csv)!);
+            Directory.CreateDirectory(outDir);
+            await using IVqaJudge vqa = p.GetValue(judge) == "replay"
+                ? new ReplayJudge(p.GetValue(answers) ?? throw new EllaException("--judge replay needs --answers FILE"))
+                : new OpenAiJudge(new OpenAiJudgeOptions
+                {
+                    Endpoint = p.GetValue(endpoint) ?? throw new EllaException("--judge openai needs --endpoint URL"),
+                    Model = p.GetValue(model) ?? throw new EllaException("--judge openai needs --model NAME"),
+                    ApiKey = Environment.GetEnvironmentVariable(p.GetValue(apiKeyEnv)!) ?? "none",
+                    Parallel = p.GetValue(parallel),
+                    Retries = p.GetValue(retries),
+                    AnswersPath = p.GetValue(answers) ?? Path.Combine(outDir, "dpg_answers.jsonl"),
+                    Log = m => ctx.Error.WriteLine(m),
+                });
+            var options = new DpgScoreOptions
+            {
+                ImagesDir = p.GetValue(images)!, Resolution = p.GetValue(resolution), PicNum = p.GetValue(picNum),
+                Scoring = p.GetValue(scoring) == "corrected" ? DpgScoring.Corrected : DpgScoring.Official,
+            };
+            var result = await DpgScorer.ScoreAsync(rows, options, vqa, new QuestionProgress(ctx.Error), ct);
+            WriteFiles(outDir, result);
+            if (p.GetValue(json)) ctx.Out.WriteLine(Json(result));
+            else Print(ctx.Out, result, options, vqa.Name, outDir);
+            return EllaCli.ExitOk;
+        });
+        return command;
+    }
+
+    sealed class QuestionProgress(TextWriter writer) : IProgress<int>
+    {
+        public void Report(int answered) { if (answered % 500 == 0) writer.WriteLine($"answered {answered} questions"); }
+    }
+
+    static double Pct(double v) => v * 100;
+
+    public static string Json(DpgResult r) => JsonSerializer.Serialize(new Dictionary<string, object>
+    {
+        ["score"] = Pct(r.Score),
+        ["l1"] = r.L1.ToDictionary(kv => kv.Key, kv => Pct(kv.Value)),
+        ["l2"] = r.L2.ToDictionary(kv => kv.Key, kv => Pct(kv.Value)),
+        ["items"] = r.Items.ToDictionary(kv => kv.Key, kv => Pct(kv.Value)),
+        ["scored"] = r.Items.Count,
+        ["skipped"] = r.Skipped,
+    }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
+
+    static void Print(TextWriter o, DpgResult r, DpgScoreOptions opt, string judge, string outDir)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        o.WriteLine(string.Create(inv, $"DPG-Bench score: {Pct(r.Score):F2}   ({r.Items.Count} items scored, {r.Skipped.Count} skipped; {opt.Scoring.ToString().ToLowerInvariant()} scoring, {opt.PicNum} crop(s) per image, judge: {judge})"));
+        o.WriteLine("L1 category scores:");
+        foreach (var (k, v) in r.L1) o.WriteLine(string.Create(inv, $"  {k,-28} {Pct(v),7:F2}"));
+        o.WriteLine("L2 category scores:");
+        foreach (var (k, v) in r.L2) o.WriteLine(string.Create(inv, $"  {k,-28} {Pct(v),7:F2}"));
+        if (r.Skipped.Count > 0)
+        {
+            o.WriteLine("Skipped:");
+            foreach (var (k, v) in r.Skipped) o.WriteLine($"  {k}: {v}");
+        }
+        o.WriteLine($"Per-item scores: {Path.Combine(outDir, "dpg_results.csv")}; questions and answers: {Path.Combine(outDir, "dpg_detail.txt")}");
+    }
+
+    static void WriteFiles(string outDir, DpgResult r)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var csv = new StringBuilder();
+        int crops = r.CropScores.Values.Select(v => v.Length).DefaultIfEmpty(0).Max();
+        csv.AppendLine("item_id," + string.Concat(Enumerable.Range(0, crops).Select(c => $"crop_{c},")) + "score");
+        foreach (var (id, score) in r.Items)
+            csv.AppendLine($"{Quote(id)},{string.Concat(r.CropScores[id].Select(s => s.ToString("R", inv) + ","))}{score.ToString("R", inv)}");
+        WriteAtomic(Path.Combine(outDir, "dpg_results.csv"), csv.ToString());
+        var detail = new StringBuilder();
+        foreach (var d in r.Details) detail.AppendLine($"{d.Image}, crop {d.Crop}, {d.Question}, {d.Answer.ReplaceLineEndings(" ")}");
+        WriteAtomic(Path.Combine(outDir, "dpg_detail.txt"), detail.ToString());
+    }
+
+    static string Quote(string s) => s.Contains(',') || s.Contains('"') ? $"\"{s.Replace("\"", "\"\"")}\"" : s;
+
+    static void WriteAtomic(string path, string text)
+    {
+        string tmp = path + $".tmp-{Environment.ProcessId}";
+        try
+        {
+            File.WriteAllText(tmp, text);
+            File.Move(tmp, path, true);
+        }
+        catch (UnauthorizedAccessException e) { throw new EllaException($"{path}: cannot write ({e.Message}); pass --out DIR", e); }
+        catch (IOException e) { throw new EllaException($"{path}: cannot write ({e.Message}); pass --out DIR", e); }
+    }
+}
