@@ -20,6 +20,7 @@ public sealed class EllaPipeline : IDisposable
     readonly object _gate = new();
     T5EncoderModel? _t5;
     T5Tokenizer? _t5Tokenizer;
+    readonly Dictionary<(string, GenerationMode, TokenLength, int), CachedConditioner> _negativeCache = new();
 
     public StableDiffusionModel StableDiffusion { get; }
     public EllaConnector? Connector { get; }
@@ -126,7 +127,7 @@ public sealed class EllaPipeline : IDisposable
                 if (request.GuidanceScale > 1.0)
                 {
                     var neg = EmbedRows(request.NegativePromptEmbeds!, request.TokenLength);
-                    uncondRows = neg.Count == 1 ? new SharedRowConditioner(new EllaConditioner(Connector!, neg, _options.DType), rows)
+                    uncondRows = neg.Count == 1 ? new ExpandedConditioner(new EllaConditioner(Connector!, neg, _options.DType), rows, ownsSource: true)
                         : new EllaConditioner(Connector!, neg.SelectMany(f => Enumerable.Repeat(f, request.BatchSize)).ToList(), _options.DType);
                 }
             }
@@ -135,8 +136,7 @@ public sealed class EllaPipeline : IDisposable
                 var prompts = request.Prompts.SelectMany(p => Enumerable.Repeat(p, request.BatchSize)).ToList();
                 rows = prompts.Count;
                 cond = BuildConditioner(prompts, request, warnings, negative: false);
-                uncondRows = request.GuidanceScale > 1.0
-                    ? new SharedRowConditioner(BuildConditioner([request.NegativePrompt], request, warnings, negative: true), rows) : null;
+                uncondRows = request.GuidanceScale > 1.0 ? new ExpandedConditioner(NegativeCondition(request, warnings), rows) : null;
             }
             using var condScope = cond;
             using var uncondScope = uncondRows;
@@ -162,6 +162,23 @@ public sealed class EllaPipeline : IDisposable
                 EncodeTime = encodeTime, DenoiseTime = denoiseTime, DecodeTime = sw.Elapsed,
             };
         }
+    }
+
+    /// <summary>The negative prompt's condition, cached per timestep across calls (it depends on t only).</summary>
+    CachedConditioner NegativeCondition(GenerationRequest r, List<string> warnings)
+    {
+        var key = (r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : 0);
+        if (!_negativeCache.TryGetValue(key, out var cached))
+        {
+            if (_negativeCache.Count >= 8)
+            {
+                foreach (var c in _negativeCache.Values) c.Dispose();
+                _negativeCache.Clear();
+            }
+            cached = new CachedConditioner(BuildConditioner([r.NegativePrompt], r, warnings, negative: true));
+            _negativeCache[key] = cached;
+        }
+        return cached;
     }
 
     IConditioner BuildConditioner(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
@@ -208,7 +225,7 @@ public sealed class EllaPipeline : IDisposable
     {
         var features = EncodeT5(prompts, r.TokenLength, r.MaxLength, negative ? null : warnings);
         try { return new EllaConditioner(Connector!, features, _options.DType); }
-        finally { foreach (var f in features.Distinct()) f.Dispose(); }
+        finally { foreach (var f in features.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>()) f.Dispose(); }
     }
 
     IConditioner ClipCondition(IReadOnlyList<string> prompts, List<string> warnings, bool negative)
@@ -250,6 +267,8 @@ public sealed class EllaPipeline : IDisposable
 
     public void Dispose()
     {
+        foreach (var c in _negativeCache.Values) c.Dispose();
+        _negativeCache.Clear();
         StableDiffusion.Dispose();
         Connector?.Dispose();
         _t5?.Dispose();

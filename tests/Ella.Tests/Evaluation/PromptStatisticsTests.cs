@@ -70,3 +70,42 @@ public class PromptStatisticsTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.True(same >= 0.98 * prompts.Count, $"{same}/{prompts.Count}");
     }
 }
+
+public sealed class DpgStatsCommandTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("ella-stats-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Fact]
+    public void Json_and_plot_for_a_prompt_folder()
+    {
+        string prompts = Path.Combine(_dir, "prompts");
+        Directory.CreateDirectory(prompts);
+        foreach (var name in new[] { "0.txt", "286.txt", "countbench4.txt" })
+            File.Copy(Path.Combine(Fixtures.SharedData, "dpg_bench", "prompts", name), Path.Combine(prompts, name));
+        string plot = Path.Combine(_dir, "chart.png");
+        var r = CliRunner.Run("dpg", "stats", "--prompts", prompts, "--clip-vocab", Path.Combine(Fixtures.SharedData, "clip"),
+            "--tagger", Path.Combine(Fixtures.SharedData, "nltk", "averaged_perceptron_tagger_eng"), "--json", "--plot", plot);
+        Assert.True(r.ExitCode == 0, r.Error);
+        using var doc = JsonDocument.Parse(r.Out);
+        using var per = Fixtures.Json("text", "dpg-stats", "per_prompt.json");
+        var perPrompt = doc.RootElement.GetProperty("sets")[0].GetProperty("per_prompt");
+        foreach (var name in new[] { "0", "286", "countbench4" })
+        {
+            var ours = perPrompt.GetProperty(name);
+            var expected = per.RootElement.GetProperty(name + ".txt");
+            Assert.Equal(expected.GetProperty("NN").GetInt32(), ours.GetProperty("nn").GetInt32());
+            Assert.Equal(expected.GetProperty("words_whitespace_split").GetInt32(), ours.GetProperty("words").GetInt32());
+            Assert.Equal(expected.GetProperty("clip_tokens_with_bos_eos").GetInt32(), ours.GetProperty("clip_tokens").GetInt32());
+        }
+        Assert.True(Imaging.RgbImage.Load(plot).Width >= 560);
+    }
+
+    [Fact]
+    public void A_missing_folder_is_named()
+    {
+        var r = CliRunner.Run("dpg", "stats", "--prompts", Path.Combine(_dir, "nope"));
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("nope", r.Error);
+    }
+}

@@ -9,6 +9,8 @@ public static class DpgCommand
     {
         var command = new Command("dpg", "DPG-Bench: generate the benchmark images, score them with a VQA judge, prompt statistics");
         command.Subcommands.Add(DpgScoreCommand.Create(ctx));
+        command.Subcommands.Add(DpgStatsCommand.Create(ctx));
+        command.Subcommands.Add(DpgGenerateCommand.Create(ctx));
         return command;
     }
 }
