@@ -83,3 +83,27 @@ public class PipelineFixtureTests
         TensorAssert.Close(data["image"], image, $"{name} image");
     }
 }
+
+/// <summary>bf16 end to end on the fixture run: it must run, and its deviation from the fp32 reference is reported.</summary>
+public class PipelineBf16Tests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [Fact]
+    public void Bf16_generation_reports_its_psnr_against_fp32()
+    {
+        string dir = Fixtures.PathOf("diffusion", "pipeline");
+        string model = Path.Combine(dir, "model");
+        var data = Fixtures.Load(Path.Combine(dir, "run_flex_g7.5.safetensors"));
+        using var pipeline = EllaPipeline.Load(new PipelineLoadOptions { StableDiffusion = model, Ella = Path.Combine(model, "ella.safetensors"), DType = ScalarType.BFloat16 });
+        var request = new GenerationRequest
+        {
+            Prompts = [], PromptEmbeds = data["prompt_embeds"], NegativePromptEmbeds = data["negative_prompt_embeds"],
+            Steps = 10, Width = 64, Height = 64, Seed = 1234, GuidanceScale = 7.5,
+        };
+        using var result = pipeline.Generate(request);
+        double mse = (result.Images - data["image"]).pow(2).mean().item<float>();
+        double psnr = 10 * Math.Log10(1.0 / Math.Max(mse, 1e-12));
+        output.WriteLine($"bf16 vs fp32 reference image: PSNR {psnr:F2} dB, max |diff| {(result.Images - data["image"]).abs().max().item<float>():F4}");
+        Assert.False(double.IsNaN(psnr));
+        Assert.Equal(ScalarType.Float32, result.Images.dtype);
+    }
+}

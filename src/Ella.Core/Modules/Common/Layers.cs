@@ -23,6 +23,17 @@ public static class Layers
 
     public static bool SkippingInit => _emptyDtype != null;
 
+    /// <summary>
+    /// Layers created while the returned scope lives keep float32 weights even when the model loads in bf16
+    /// (timestep embeddings: small, and where reduced precision costs most exactness).
+    /// </summary>
+    public static IDisposable FullPrecision()
+    {
+        var previous = _emptyDtype;
+        if (previous != null) _emptyDtype = ScalarType.Float32;
+        return new Restore(() => _emptyDtype = previous);
+    }
+
     sealed class Restore(Action action) : IDisposable
     {
         public void Dispose() => action();

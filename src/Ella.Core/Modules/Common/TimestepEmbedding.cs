@@ -22,6 +22,9 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The dtype of this module's weights.</summary>
+    public ScalarType DType => linear_1.weight!.dtype;
+
     public override Tensor forward(Tensor sample)
     {
         using var h = linear_1.forward(sample);

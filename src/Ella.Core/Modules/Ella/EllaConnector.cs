@@ -24,7 +24,7 @@ public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
         config.Validate("ELLA config");
         Config = config;
         position = new Timesteps(config.TimeChannel, flipSinToCos: true, downscaleFreqShift: 0);
-        time_embedding = new TimestepEmbedding(config.TimeChannel, config.TimeEmbedDim, config.ActFn, config.OutDim);
+        using (Layers.FullPrecision()) time_embedding = new TimestepEmbedding(config.TimeChannel, config.TimeEmbedDim, config.ActFn, config.OutDim);
         connector = new PerceiverResampler(config.Width, config.Layers, config.Heads, config.NumLatents,
             config.InputDim, config.OutputDim, config.TimeEmbedDim);
         RegisterComponents();
@@ -40,8 +40,9 @@ public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
         var t = timesteps.reshape(-1);
         if (t.shape[0] != 1 && t.shape[0] != batch)
             throw new EllaException($"ELLA: {t.shape[0]} timesteps for a batch of {batch}");
-        var features = position.forward(t).to(textFeatures.dtype, textFeatures.device).unsqueeze(1).expand(batch, -1, -1);
-        var temb = time_embedding.forward(features);
+        // Sinusoids and the time MLP in the time embedding's dtype (float32 when the connector loads in bf16).
+        var features = position.forward(t).to(time_embedding.DType, textFeatures.device).unsqueeze(1).expand(batch, -1, -1);
+        var temb = time_embedding.forward(features).to_type(textFeatures.dtype);
         return connector.forward(textFeatures, temb).MoveToOuterDisposeScope();
     }
 

@@ -37,7 +37,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var s = BlockSettings.From(config);
 
         time_proj = new Timesteps(ch[0], config.FlipSinToCos, config.FreqShift);
-        time_embedding = new TimestepEmbedding(ch[0], s.TembChannels, config.ActFn);
+        using (Layers.FullPrecision()) time_embedding = new TimestepEmbedding(ch[0], s.TembChannels, config.ActFn);
         conv_in = Layers.Conv2d(config.InChannels, ch[0], config.ConvInKernel, padding: (config.ConvInKernel - 1) / 2);
 
         var down = new List<DownBlock2D>();
@@ -84,7 +84,8 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var t = timestep.reshape(-1);
         if (t.shape[0] == 1 && b > 1) t = t.expand(b);
         else if (t.shape[0] != b) throw new EllaException($"UNet: {t.shape[0]} timesteps for a batch of {b}");
-        var temb = time_embedding.forward(time_proj.forward(t).to_type(sample.dtype));
+        // The time embedding runs in its own dtype (float32 when the model loads in bf16), then joins the model dtype.
+        var temb = time_embedding.forward(time_proj.forward(t).to_type(time_embedding.DType)).to_type(sample.dtype);
 
         if (Config.CenterInputSample) sample = 2 * sample - 1.0;
         var hidden = conv_in.forward(sample);
