@@ -17,7 +17,8 @@ namespace Ella.Cli.Commands;
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly string[] Stages = ["t5", "tsc", "unet", "vae"];
+    public static readonly string[] Stages = ["t5", "tsc", "unet", "vae", "psnr"];
+    const int PsnrSteps = 3;
 
     public static Command Create(CliContext ctx)
     {
@@ -42,6 +43,7 @@ public static class BenchCommand
         public TimingStats? UnetStep;
         public TimingStats? VaeDecode;
         public double PeakRssMb;
+        public Tensor? Image;
     }
 
     static int Run(CliContext ctx, int runs, int size, string dtypeList, string? only, string? workDir, int? threads, bool asJson)
@@ -68,6 +70,13 @@ public static class BenchCommand
                 GC.Collect();
                 GC.WaitForPendingFinalizers();
             }
+            double? psnr = null;
+            if (results.TryGetValue("fp32", out var f32) && results.TryGetValue("bf16", out var b16) && f32.Image is { } a && b16.Image is { } b)
+            {
+                using var mse = (a - b).pow(2).mean();
+                psnr = 10 * Math.Log10(1.0 / Math.Max(mse.item<float>(), 1e-12));
+                log.WriteLine($"bf16 vs fp32 image ({size}×{size}, {PsnrSteps} DPM++ steps, CFG 7.5, same seed): PSNR {psnr:F2} dB");
+            }
             if (asJson)
             {
                 var doc = results.ToDictionary(kv => kv.Key, kv => new Dictionary<string, object?>
@@ -79,6 +88,7 @@ public static class BenchCommand
                     ["vae_decode_s"] = Round(kv.Value.VaeDecode?.Median),
                     ["peak_rss_mb"] = Math.Round(kv.Value.PeakRssMb),
                 });
+                if (psnr is { } db) doc["bf16"]["psnr_vs_fp32_db"] = Math.Round(db, 2);
                 ctx.Out.WriteLine(JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
             }
             else
@@ -94,6 +104,7 @@ public static class BenchCommand
                 Row($"VAE decode (1×{size}²)", r => r.VaeDecode?.ToString() ?? "–");
                 Row("TSC share of a step", r => r.TscStep != null && r.UnetStep != null ? $"{100 * r.TscStep.Median / (r.TscStep.Median + r.UnetStep.Median):F2} %" : "–");
                 Row("peak RSS (MB)", r => $"{r.PeakRssMb:F0}");
+                if (psnr is { } db) ctx.Out.WriteLine($"bf16 image vs fp32 image: PSNR {db:F2} dB ({PsnrSteps} steps, full-size random weights)");
             }
             return EllaCli.ExitOk;
         }
@@ -168,7 +179,7 @@ public static class BenchCommand
         var result = new Result();
         ProcessMemory.ResetPeak();
         var sw = Stopwatch.StartNew();
-        using var t5 = files.T5Folder != null ? T5EncoderModel.FromPretrained(files.T5Folder, dtype) : null;
+        var t5 = files.T5Folder != null ? T5EncoderModel.FromPretrained(files.T5Folder, dtype) : null;
         double t5Load = sw.Elapsed.TotalSeconds;
         using var ella = files.EllaFile != null ? EllaConnector.FromPretrained(files.EllaFile, dtype) : null;
         double ellaLoad = sw.Elapsed.TotalSeconds - t5Load;
@@ -186,6 +197,9 @@ public static class BenchCommand
                 using var mask = torch.ones(1, 128, dtype: ScalarType.Int64);
                 result.T5Encode = TimingStats.Measure(runs, () => { using var s = NewDisposeScope(); t5.forward(ids, mask); });
                 log.WriteLine($"  T5 encode: {result.T5Encode} s");
+                // As `ella generate` does: T5 is freed once the prompts are encoded, before denoising.
+                t5.Dispose();
+                t5 = null;
             }
             if (ella != null)
             {
@@ -210,6 +224,21 @@ public static class BenchCommand
                     unet.forward(x, torch.tensor(999L - 40 * step++), context);
                 });
                 log.WriteLine($"  UNet step: {result.UnetStep} s");
+            }
+            if (unet != null && vae != null && ella != null && stages.Contains("psnr"))
+            {
+                // A short full pipeline run from fixed random text features and a fixed seed, kept for the bf16/fp32 PSNR.
+                using var s = NewDisposeScope();
+                var features = torch.randn(1, 128, ella.Config.InputDim ?? ella.Config.Width, generator: new Generator(11));
+                var negative = torch.randn(1, 1, ella.Config.InputDim ?? ella.Config.Width, generator: new Generator(12));
+                using var cond = new Pipelines.EllaConditioner(ella, [features], dtype);
+                using var uncond = new Pipelines.EllaConditioner(ella, [negative], dtype);
+                using var scheduler = Schedulers.SchedulerFactory.Create("dpm++2m", SchedulerConfig.StableDiffusion15());
+                scheduler.SetTimesteps(PsnrSteps);
+                var generator = new Generator(1234);
+                var latents = Pipelines.DenoisingLoop.InitialLatents(1, 4, size / 8, size / 8, generator, scheduler.InitNoiseSigma, CPU);
+                var final = Pipelines.DenoisingLoop.Run(unet, scheduler, latents, cond, uncond, 7.5, generator, dtype);
+                result.Image = Pipelines.DenoisingLoop.Decode(vae, final, dtype).MoveToOuterDisposeScope();
             }
             if (vae != null)
             {

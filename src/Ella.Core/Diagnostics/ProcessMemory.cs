@@ -20,6 +20,19 @@ public static class ProcessMemory
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
+    /// <summary>MemAvailable of the machine in MiB (0 when unknown).</summary>
+    public static double AvailableMb()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    return long.Parse(line["MemAvailable:".Length..].Trim().Split(' ')[0]) / 1024.0;
+        }
+        catch (IOException) { }
+        return 0;
+    }
+
     static long ReadStatusKb(string key)
     {
         try

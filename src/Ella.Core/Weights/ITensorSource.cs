@@ -23,4 +23,20 @@ public interface ITensorSource : IDisposable
     torch.Tensor Read(string name, torch.ScalarType? dtype = null);
     /// <summary>The safetensors <c>__metadata__</c> (merged across shards); empty when there is none.</summary>
     IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>
+    /// <paramref name="names"/> in the order that reads the storage front to back (file, then offset), which lets
+    /// the kernel stream a cold file instead of seeking; names this source does not hold keep their relative order.
+    /// </summary>
+    IEnumerable<string> ReadOrder(IEnumerable<string> names) => names;
+
+    /// <summary>A hint that (nearly) every tensor is about to be read: start reading ahead.</summary>
+    void PrefetchAll() { }
+
+    /// <summary>Copies a tensor into <paramref name="destination"/> (same shape), converting the dtype.</summary>
+    void ReadInto(string name, torch.Tensor destination)
+    {
+        using var value = Read(name, destination.dtype);
+        using (torch.no_grad()) destination.copy_(value);
+    }
 }

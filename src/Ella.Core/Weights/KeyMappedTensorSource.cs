@@ -31,6 +31,14 @@ public sealed class KeyMappedTensorSource : ITensorSource
     public IReadOnlyDictionary<string, string> Metadata => _inner.Metadata;
     public bool Contains(string name) => _map.ContainsKey(name);
 
+    public IEnumerable<string> ReadOrder(IEnumerable<string> names)
+    {
+        var list = names.ToList();
+        var byInner = list.Where(_map.ContainsKey).ToLookup(n => _map[n]);
+        var ordered = _inner.ReadOrder(byInner.Select(g => g.Key)).SelectMany(inner => byInner[inner]);
+        return ordered.Concat(list.Where(n => !_map.ContainsKey(n)));
+    }
+
     public TensorInfo GetInfo(string name)
     {
         var info = _inner.GetInfo(Inner(name)) with { Name = name };
@@ -44,6 +52,15 @@ public sealed class KeyMappedTensorSource : ITensorSource
         var result = transform(t);
         if (!ReferenceEquals(result, t)) t.Dispose();
         return result;
+    }
+
+    public void PrefetchAll() => _inner.PrefetchAll();
+
+    public void ReadInto(string name, torch.Tensor destination)
+    {
+        if (!_transforms.ContainsKey(name)) { _inner.ReadInto(Inner(name), destination); return; }
+        using var value = Read(name, destination.dtype);
+        using (torch.no_grad()) destination.copy_(value);
     }
 
     string Inner(string name) => _map.TryGetValue(name, out var inner) ? inner : throw new CheckpointException($"{Path}: no tensor named '{name}'");

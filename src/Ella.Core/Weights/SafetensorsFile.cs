@@ -24,6 +24,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     readonly Dictionary<string, Entry> _entries;
     readonly List<string> _names;
     readonly MemoryMappedFile? _map;
+    readonly FileStream? _stream;
     readonly long _dataStart;
 
     sealed record Entry(TensorInfo Info, torch.ScalarType Type, long Begin, long End);
@@ -35,7 +36,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     public long HeaderLength { get; }
 
     SafetensorsFile(string path, long headerLength, Dictionary<string, Entry> entries, Dictionary<string, string> metadata,
-        MemoryMappedFile? map)
+        MemoryMappedFile? map, FileStream? stream)
     {
         Path = path;
         HeaderLength = headerLength;
@@ -43,6 +44,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         _names = entries.Keys.ToList();
         Metadata = metadata;
         _map = map;
+        _stream = stream;
         _dataStart = 8 + headerLength;
     }
 
@@ -76,10 +78,14 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         ValidateLayout(path, entries.Values, dataLength);
 
         MemoryMappedFile? map = null;
+        FileStream? stream = null;
         if (dataLength > 0)
-            map = MemoryMappedFile.CreateFromFile(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read), null, 0,
-                MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-        return new SafetensorsFile(path, headerLength, entries, metadata, map);
+        {
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            Native.FileAdvice.Sequential(stream.SafeFileHandle);
+            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
+        }
+        return new SafetensorsFile(path, headerLength, entries, metadata, map, stream);
     }
 
     static (Dictionary<string, Entry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
@@ -215,6 +221,22 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 
     public bool Contains(string name) => _entries.ContainsKey(name);
 
+    /// <summary>
+    /// Starts reading the whole file in the background (when it fits easily in memory), so that a cold file streams
+    /// from disk while tensors are being copied. Loaders call it; inspecting a file does not.
+    /// </summary>
+    public void PrefetchAll()
+    {
+        if (_stream != null && _stream.Length < Diagnostics.ProcessMemory.AvailableMb() * (1L << 20) / 2)
+            Native.FileAdvice.WillNeed(_stream.SafeFileHandle, 0, _stream.Length);
+    }
+
+    public IEnumerable<string> ReadOrder(IEnumerable<string> names) =>
+        names.OrderBy(n => _entries.TryGetValue(n, out var e) ? e.Begin : long.MaxValue);
+
+    /// <summary>Byte offset of a tensor in the data section (for ordering reads).</summary>
+    internal long OffsetOf(string name) => Get(name).Begin;
+
     public TensorInfo GetInfo(string name) => Get(name).Info;
 
     Entry Get(string name) =>
@@ -227,33 +249,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     {
         var e = Get(name);
         var t = torch.empty(e.Info.Shape, e.Type);
-        long length = e.End - e.Begin;
-        if (length > 0)
-        {
-            ObjectDisposedException.ThrowIf(_disposed || _map == null, this);
-            // One view per tensor: its pages leave the process when the view closes, so resident memory stays at the
-            // model plus the tensor being copied.
-            using var view = _map.CreateViewAccessor(_dataStart + e.Begin, length, MemoryMappedFileAccess.Read);
-            byte* src = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref src);
-            try
-            {
-                src += view.PointerOffset;
-                using var flat = t.view(-1);
-                int elementSize = (int)(length / Math.Max(1, e.Info.ElementCount));
-                long chunkElements = Math.Max(1, CopyChunkBytes / elementSize);
-                for (long start = 0; start < e.Info.ElementCount; start += chunkElements)
-                {
-                    long count = Math.Min(chunkElements, e.Info.ElementCount - start);
-                    using var part = flat.narrow(0, start, count);
-                    new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))).CopyTo(part.bytes);
-                }
-            }
-            finally
-            {
-                view.SafeMemoryMappedViewHandle.ReleasePointer();
-            }
-        }
+        CopyBytes(e, t);
         if (dtype is { } target && target != e.Type)
         {
             var converted = t.to_type(target);
@@ -263,6 +259,63 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         return t;
     }
 
+    /// <summary>
+    /// Reads straight into the destination when it is a contiguous CPU tensor of the stored dtype (no temporary);
+    /// otherwise through one temporary in the stored dtype, converted by the copy.
+    /// </summary>
+    public void ReadInto(string name, torch.Tensor destination)
+    {
+        var e = Get(name);
+        if (!destination.shape.SequenceEqual(e.Info.Shape))
+            throw new CheckpointException($"{Path}: tensor '{name}' has shape [{string.Join(", ", e.Info.Shape)}], the destination [{string.Join(", ", destination.shape)}]");
+        using (torch.no_grad())
+        {
+            if (destination.dtype == e.Type && destination.device_type == DeviceType.CPU && destination.is_contiguous())
+            {
+                CopyBytes(e, destination);
+                return;
+            }
+            using var temp = torch.empty(e.Info.Shape, e.Type);
+            CopyBytes(e, temp);
+            destination.copy_(temp);
+        }
+    }
+
+    /// <summary>Fills a contiguous CPU tensor of the stored dtype with the tensor's bytes.</summary>
+    void CopyBytes(Entry e, torch.Tensor t)
+    {
+        long length = e.End - e.Begin;
+        if (length == 0) return;
+        ObjectDisposedException.ThrowIf(_disposed || _map == null, this);
+        using var flat = t.view(-1);
+        // A fresh destination gets huge pages before its first write (far fewer page faults).
+        fixed (byte* destination = flat.bytes) Native.FileAdvice.HugePages(destination, length);
+        // One view per tensor: its pages leave the process when the view closes, so resident memory stays at the
+        // model plus the tensor being copied.
+        using var view = _map.CreateViewAccessor(_dataStart + e.Begin, length, MemoryMappedFileAccess.Read);
+        byte* src = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref src);
+        try
+        {
+            // The view starts on a page boundary; PointerOffset is where the tensor begins inside it. Fault the whole
+            // range in with one call: large reads instead of a page fault per 4 KB.
+            Native.FileAdvice.PopulateMapping(src, view.PointerOffset + length);
+            src += view.PointerOffset;
+            int elementSize = (int)(length / Math.Max(1, e.Info.ElementCount));
+            long chunkElements = Math.Max(1, CopyChunkBytes / elementSize);
+            for (long start = 0; start < e.Info.ElementCount; start += chunkElements)
+            {
+                long count = Math.Min(chunkElements, e.Info.ElementCount - start);
+                using var part = flat.narrow(0, start, count);
+                new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))).CopyTo(part.bytes);
+            }
+        }
+        finally
+        {
+            view.SafeMemoryMappedViewHandle.ReleasePointer();
+        }
+    }
+
     bool _disposed;
 
     public void Dispose()
@@ -270,5 +323,6 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         if (_disposed) return;
         _disposed = true;
         _map?.Dispose();
+        _stream?.Dispose();
     }
 }

@@ -78,8 +78,14 @@ public sealed class ShardedSafetensors : ITensorSource
     }
 
     public bool Contains(string name) => _weightMap.ContainsKey(name);
+
+    public IEnumerable<string> ReadOrder(IEnumerable<string> names) =>
+        names.OrderBy(n => _weightMap.TryGetValue(n, out var f) ? f : "\uffff", StringComparer.Ordinal)
+             .ThenBy(n => _weightMap.TryGetValue(n, out var f) ? Shard(f).OffsetOf(n) : long.MaxValue);
     public TensorInfo GetInfo(string name) => ShardOf(name).GetInfo(name);
     public torch.Tensor Read(string name, torch.ScalarType? dtype = null) => ShardOf(name).Read(name, dtype);
+    public void ReadInto(string name, torch.Tensor destination) => ShardOf(name).ReadInto(name, destination);
+    public void PrefetchAll() { foreach (var f in ShardFiles) Shard(f).PrefetchAll(); }
 
     public IReadOnlyDictionary<string, string> Metadata
     {

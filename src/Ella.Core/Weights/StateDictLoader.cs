@@ -37,13 +37,12 @@ public static class StateDictLoader
         }
 
         int loaded = 0;
+        source.PrefetchAll();
         using (torch.no_grad())
         {
-            foreach (var (name, target) in targets)
+            foreach (var name in source.ReadOrder(targets.Keys.Where(source.Contains).ToList()))
             {
-                if (!source.Contains(name)) continue;
-                using var value = source.Read(name, target.dtype);
-                target.copy_(value);
+                source.ReadInto(name, targets[name]);
                 loaded++;
             }
         }
