@@ -86,6 +86,20 @@ namespace Ella.Native
         public static List<string> ListRequirements(byte[] elf, string name)
         {
             var result = new List<string>();
+            foreach (var r in Requirements(elf, name)) result.Add(r.File + ":" + r.Version);
+            return result;
+        }
+
+        struct Requirement
+        {
+            public string File;
+            public string Version;
+            public long FlagsOffset;
+        }
+
+        /// <summary>Every vernaux entry of the .gnu.version_r section(s): the file, the version and where its flags are.</summary>
+        static IEnumerable<Requirement> Requirements(byte[] elf, string name)
+        {
             foreach (var s in Sections(elf, name))
             {
                 if (s.Type != ShtGnuVerneed) continue;
@@ -100,7 +114,7 @@ namespace Ella.Native
                     for (int j = 0; j < count; j++)
                     {
                         Check(elf, aux, 16, name);
-                        result.Add(file + ":" + ReadString(elf, strtab.Offset + ReadU32(elf, aux + 8), name));
+                        yield return new Requirement { File = file, Version = ReadString(elf, strtab.Offset + ReadU32(elf, aux + 8), name), FlagsOffset = aux + 4 };
                         uint nextAux = ReadU32(elf, aux + 12);
                         if (nextAux == 0) break;
                         aux += nextAux;
@@ -110,7 +124,6 @@ namespace Ella.Native
                     entry += next;
                 }
             }
-            return result;
         }
 
         /// <summary>True when an ELF shared library (e.g. libstdc++.so.6) defines the symbol version.</summary>
@@ -185,29 +198,8 @@ namespace Ella.Native
 
         static long FindRequirementFlagsOffset(byte[] elf, string version, string name)
         {
-            foreach (var s in Sections(elf, name))
-            {
-                if (s.Type != ShtGnuVerneed) continue;
-                var strtab = SectionAt(elf, s.Link, name);
-                long entry = s.Offset;
-                for (uint i = 0; i < s.Info; i++)
-                {
-                    Check(elf, entry, 16, name);
-                    ushort count = ReadU16(elf, entry + 2);
-                    long aux = entry + ReadU32(elf, entry + 8);
-                    for (int j = 0; j < count; j++)
-                    {
-                        Check(elf, aux, 16, name);
-                        if (ReadString(elf, strtab.Offset + ReadU32(elf, aux + 8), name) == version) return aux + 4;
-                        uint nextAux = ReadU32(elf, aux + 12);
-                        if (nextAux == 0) break;
-                        aux += nextAux;
-                    }
-                    uint next = ReadU32(elf, entry + 12);
-                    if (next == 0) break;
-                    entry += next;
-                }
-            }
+            foreach (var r in Requirements(elf, name))
+                if (r.Version == version) return r.FlagsOffset;
             return -1;
         }
 

@@ -14,14 +14,6 @@ public class ClipTokenizerTests
         from source in new[] { "hf", "openai-gz" }
         select new object[] { Path.GetFileName(f), source };
 
-    static IEnumerable<(string Name, JsonElement Entry)> Entries(JsonElement root)
-    {
-        if (root.TryGetProperty("prompts", out var prompts))
-            foreach (var p in prompts.EnumerateObject()) yield return (p.Name, p.Value);
-        if (root.TryGetProperty("cases", out var cases))
-            foreach (var c in cases.EnumerateArray()) yield return (c.GetProperty("name").GetString()!, c);
-    }
-
     [Theory]
     [MemberData(nameof(Cases))]
     public void Ids_equal_the_reference_tokenizer(string file, string source)
@@ -30,11 +22,11 @@ public class ClipTokenizerTests
         using var doc = Fixtures.Json("text", "clip-tokenizer", file);
         var failures = new List<string>();
         int count = 0;
-        foreach (var (name, e) in Entries(doc.RootElement))
+        foreach (var (name, e) in EncodingFixtures.Entries(doc.RootElement))
         {
             count++;
             string text = e.GetProperty("text").GetString()!;
-            int[] expected = e.GetProperty("ids").EnumerateArray().Select(x => x.GetInt32()).ToArray();
+            int[] expected = EncodingFixtures.Ints(e, "ids");
             int[] ids = tokenizer.EncodeIds(text);
             if (!expected.SequenceEqual(ids)) { failures.Add($"{name}: expected [{string.Join(",", expected)}] got [{string.Join(",", ids)}]"); continue; }
             var fixedLen = tokenizer.Encode(text, 77);

@@ -11,14 +11,6 @@ public class T5TokenizerTests
     public static IEnumerable<object[]> EncodingFiles() =>
         Directory.GetFiles(Fixtures.PathOf("text", "t5-tokenizer"), "*_encodings.json").Order().Select(f => new object[] { Path.GetFileName(f) });
 
-    static IEnumerable<(string Name, JsonElement Entry)> Entries(JsonElement root)
-    {
-        if (root.TryGetProperty("prompts", out var prompts))
-            foreach (var p in prompts.EnumerateObject()) yield return (p.Name, p.Value);
-        if (root.TryGetProperty("cases", out var cases))
-            foreach (var c in cases.EnumerateArray()) yield return (c.GetProperty("name").GetString()!, c);
-    }
-
     [Theory]
     [MemberData(nameof(EncodingFiles))]
     public void Ids_equal_the_reference_tokenizer(string file)
@@ -26,11 +18,11 @@ public class T5TokenizerTests
         using var doc = Fixtures.Json("text", "t5-tokenizer", file);
         var failures = new List<string>();
         int count = 0;
-        foreach (var (name, e) in Entries(doc.RootElement))
+        foreach (var (name, e) in EncodingFixtures.Entries(doc.RootElement))
         {
             count++;
             string text = e.GetProperty("text").GetString()!;
-            int[] expected = e.GetProperty("ids").EnumerateArray().Select(x => x.GetInt32()).ToArray();
+            int[] expected = EncodingFixtures.Ints(e, "ids");
             int[] ids = Tokenizer.Value.EncodeIds(text);
             if (!expected.SequenceEqual(ids)) { failures.Add($"{name}: expected [{string.Join(",", expected)}] got [{string.Join(",", ids)}]"); continue; }
             var fixedLen = Tokenizer.Value.Encode(text, TokenLength.Fixed, 128);
