@@ -59,9 +59,20 @@ public sealed class PipelineCliOptions
     }
 
     /// <summary>Load options for the given modes (paths from options or ELLA_SD / ELLA_T5 / ELLA_ELLA).</summary>
+    /// <summary>Checks the cheap things before any model is loaded (the pipeline checks again, against the real VAE).</summary>
+    public void ValidateEarly(ParseResult p)
+    {
+        int w = p.GetValue(Width), h = p.GetValue(Height);
+        if (w <= 0 || h <= 0 || w % 8 != 0 || h % 8 != 0)
+            throw new EllaException($"size {w}×{h}: --width and --height must be positive multiples of 8");
+        if (p.GetValue(Steps) < 1) throw new EllaException($"--steps must be at least 1, got {p.GetValue(Steps)}");
+        if (p.GetValue(Guidance) < 0) throw new EllaException($"--guidance must be ≥ 0, got {p.GetValue(Guidance)}");
+    }
+
     /// <param name="oneShot">the command encodes prompts once: T5 is loaded for that and freed before denoising</param>
     public PipelineLoadOptions LoadOptions(ParseResult p, IEnumerable<GenerationMode> modes, bool needT5 = true, bool oneShot = false)
     {
+        ValidateEarly(p);
         var modeList = modes.ToList();
         bool ella = modeList.Any(GenerationModes.UsesElla);
         bool clip = modeList.Any(GenerationModes.UsesClip);
