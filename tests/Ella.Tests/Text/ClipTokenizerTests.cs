@@ -20,22 +20,7 @@ public class ClipTokenizerTests
     {
         var tokenizer = source == "hf" ? FromHfFiles.Value : FromOpenAiGz.Value;
         using var doc = Fixtures.Json("text", "clip-tokenizer", file);
-        var failures = new List<string>();
-        int count = 0;
-        foreach (var (name, e) in EncodingFixtures.Entries(doc.RootElement))
-        {
-            count++;
-            string text = e.GetProperty("text").GetString()!;
-            int[] expected = EncodingFixtures.Ints(e, "ids");
-            int[] ids = tokenizer.EncodeIds(text);
-            if (!expected.SequenceEqual(ids)) { failures.Add($"{name}: expected [{string.Join(",", expected)}] got [{string.Join(",", ids)}]"); continue; }
-            var fixedLen = tokenizer.Encode(text, 77);
-            if (!e.GetProperty("ids_77").EnumerateArray().Select(x => x.GetInt32()).SequenceEqual(fixedLen.Ids)) failures.Add($"{name}: ids_77 differ");
-            if (!e.GetProperty("mask_77").EnumerateArray().Select(x => x.GetInt32()).SequenceEqual(fixedLen.AttentionMask)) failures.Add($"{name}: mask_77 differs");
-            if (e.TryGetProperty("truncated_at_77", out var tr) && tr.GetBoolean() != fixedLen.Truncated) failures.Add($"{name}: truncation flag differs");
-        }
-        Assert.True(count > 0);
-        Assert.True(failures.Count == 0, $"{failures.Count}/{count} differ:\n" + string.Join("\n", failures.Take(15)));
+        EncodingFixtures.AssertAll(doc.RootElement, tokenizer.EncodeIds, t => tokenizer.Encode(t, 77), 77);
     }
 
     [Fact]

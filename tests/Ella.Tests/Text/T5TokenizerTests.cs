@@ -16,22 +16,7 @@ public class T5TokenizerTests
     public void Ids_equal_the_reference_tokenizer(string file)
     {
         using var doc = Fixtures.Json("text", "t5-tokenizer", file);
-        var failures = new List<string>();
-        int count = 0;
-        foreach (var (name, e) in EncodingFixtures.Entries(doc.RootElement))
-        {
-            count++;
-            string text = e.GetProperty("text").GetString()!;
-            int[] expected = EncodingFixtures.Ints(e, "ids");
-            int[] ids = Tokenizer.Value.EncodeIds(text);
-            if (!expected.SequenceEqual(ids)) { failures.Add($"{name}: expected [{string.Join(",", expected)}] got [{string.Join(",", ids)}]"); continue; }
-            var fixedLen = Tokenizer.Value.Encode(text, TokenLength.Fixed, 128);
-            if (!e.GetProperty("ids_128").EnumerateArray().Select(x => x.GetInt32()).SequenceEqual(fixedLen.Ids)) failures.Add($"{name}: ids_128 differ");
-            if (!e.GetProperty("mask_128").EnumerateArray().Select(x => x.GetInt32()).SequenceEqual(fixedLen.AttentionMask)) failures.Add($"{name}: mask_128 differs");
-            if (e.TryGetProperty("truncated_at_128", out var tr) && tr.GetBoolean() != fixedLen.Truncated) failures.Add($"{name}: truncation flag differs");
-        }
-        Assert.True(count > 0);
-        Assert.True(failures.Count == 0, $"{failures.Count}/{count} differ:\n" + string.Join("\n", failures.Take(15)));
+        EncodingFixtures.AssertAll(doc.RootElement, Tokenizer.Value.EncodeIds, t => Tokenizer.Value.Encode(t, TokenLength.Fixed, 128), 128);
     }
 
     [Fact]
