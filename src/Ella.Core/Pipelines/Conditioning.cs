@@ -89,6 +89,7 @@ public sealed class CachedConditioner(IConditioner source) : IConditioner
     {
         if (!_cache.TryGetValue(t.Value, out var value))
         {
+            if (_cache.Count >= MaxEntries) Clear(); // many different schedules: start over rather than grow
             using var scope = NewDisposeScope();
             value = source.At(t).DetachFromDisposeScope();
             _cache[t.Value] = value;
@@ -96,10 +97,17 @@ public sealed class CachedConditioner(IConditioner source) : IConditioner
         return value.alias();
     }
 
-    public void Dispose()
+    const int MaxEntries = 512;
+
+    void Clear()
     {
         foreach (var v in _cache.Values) v.Dispose();
         _cache.Clear();
+    }
+
+    public void Dispose()
+    {
+        Clear();
         source.Dispose();
     }
 }
