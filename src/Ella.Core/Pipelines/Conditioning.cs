@@ -38,6 +38,7 @@ public sealed class EllaConditioner : IConditioner
     readonly EllaConnector _connector;
     readonly List<(Tensor Features, int[] Rows)> _groups = new();
     readonly ScalarType _dtype;
+    readonly bool _singleBatchInOrder;
 
     /// <param name="rowFeatures">per row [1, L_r, input_dim]; rows with identical tensors/lengths are grouped</param>
     public EllaConditioner(EllaConnector connector, IReadOnlyList<Tensor> rowFeatures, ScalarType dtype)
@@ -52,6 +53,7 @@ public sealed class EllaConditioner : IConditioner
             var batch = cat(rows.Select(r => rowFeatures[r]).ToArray(), 0).to_type(dtype).DetachFromDisposeScope();
             _groups.Add((batch, rows));
         }
+        _singleBatchInOrder = _groups.Count == 1 && _groups[0].Rows.SequenceEqual(Enumerable.Range(0, (int)Rows));
     }
 
     public long Rows { get; }
@@ -59,7 +61,7 @@ public sealed class EllaConditioner : IConditioner
     public Tensor At(StepTime t)
     {
         using var scope = NewDisposeScope();
-        if (_groups.Count == 1 && _groups[0].Rows.SequenceEqual(Enumerable.Range(0, (int)Rows)))
+        if (_singleBatchInOrder)
             return _connector.forward(_groups[0].Features, t.Tensor).MoveToOuterDisposeScope();
         var outputs = new Tensor[Rows];
         foreach (var (features, rows) in _groups)

@@ -103,7 +103,8 @@ public sealed class EllaPipeline : IDisposable
         if (GenerationModes.UsesClip(r.Mode) && StableDiffusion.TextEncoder == null)
             throw new EllaException($"--mode {GenerationModes.Name(r.Mode)} needs the CLIP text encoder, which was not loaded");
         if (r.TokenLength == TokenLength.Fixed && r.MaxLength < 2) throw new EllaException($"max length must be at least 2, got {r.MaxLength}");
-        SchedulerFactory.Create(r.Scheduler, StableDiffusion.SchedulerConfig).Dispose(); // validates the name
+        if (!SchedulerFactory.IsKnown(r.Scheduler))
+            throw new EllaException($"unknown scheduler '{r.Scheduler}' (choose one of: {string.Join(", ", SchedulerFactory.Names)})");
     }
 
     public GenerationResult Generate(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellation = default)

@@ -12,6 +12,12 @@ public static class SchedulerFactory
     /// <summary>The CLI names, in the order the help lists them.</summary>
     public static readonly string[] Names = ["dpm++2m", "dpm++2m-karras", "ddim", "euler", "euler-a", "pndm", "lms"];
 
+    static readonly string[] ClassNames =
+        ["dpmsolvermultistepscheduler", "ddimscheduler", "eulerdiscretescheduler", "eulerancestraldiscretescheduler", "pndmscheduler", "lmsdiscretescheduler"];
+
+    /// <summary>Whether <see cref="Create"/> knows the name (a CLI name or a diffusers class name).</summary>
+    public static bool IsKnown(string name) => Names.Contains(name.ToLowerInvariant()) || ClassNames.Contains(name.ToLowerInvariant());
+
     public static IScheduler Create(string name, SchedulerConfig baseConfig)
     {
         var config = baseConfig.Clone();

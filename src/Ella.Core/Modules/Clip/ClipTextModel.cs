@@ -245,7 +245,7 @@ public sealed class ClipMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var h = fc1.forward(x);
-        using var a = Common.HfActivations.Apply(_act, h);
+        using var a = Common.Activations.Apply(_act, h);
         return fc2.forward(a);
     }
 }

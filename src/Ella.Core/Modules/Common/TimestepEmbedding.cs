@@ -17,8 +17,8 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
         linear_1 = Layers.Linear(inChannels, timeEmbedDim);
         linear_2 = Layers.Linear(timeEmbedDim, outDim ?? timeEmbedDim);
         _activation = activation;
-        if (activation is not ("silu" or "swish" or "gelu" or "relu" or "mish"))
-            throw new EllaException($"TimestepEmbedding: unknown act_fn '{activation}' (silu, swish, gelu, relu, mish)");
+        if (!Activations.IsKnown(activation))
+            throw new EllaException($"TimestepEmbedding: unknown act_fn '{activation}'");
         RegisterComponents();
     }
 
@@ -31,17 +31,4 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
         using var a = Activations.Apply(_activation, h);
         return linear_2.forward(a);
     }
-}
-
-/// <summary>The activation functions diffusers names by string in configs.</summary>
-public static class Activations
-{
-    public static Tensor Apply(string name, Tensor x) => name switch
-    {
-        "silu" or "swish" => nn.functional.silu(x),
-        "gelu" => nn.functional.gelu(x),
-        "relu" => nn.functional.relu(x),
-        "mish" => x.mul(nn.functional.softplus(x).tanh_()),
-        _ => throw new EllaException($"unknown activation '{name}'"),
-    };
 }

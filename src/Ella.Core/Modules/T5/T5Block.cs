@@ -96,7 +96,7 @@ public sealed class T5DenseGatedActDense : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = Common.HfActivations.Apply(_act, wi_0.forward(x)) * wi_1.forward(x);
+        var h = Common.Activations.Apply(_act, wi_0.forward(x)) * wi_1.forward(x);
         return wo.forward(h.to_type(wo.weight!.dtype)).MoveToOuterDisposeScope();
     }
 }
@@ -119,7 +119,7 @@ public sealed class T5DenseActDense : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = Common.HfActivations.Apply(_act, wi.forward(x));
+        var h = Common.Activations.Apply(_act, wi.forward(x));
         return wo.forward(h.to_type(wo.weight!.dtype)).MoveToOuterDisposeScope();
     }
 }
