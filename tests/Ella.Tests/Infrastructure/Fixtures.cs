@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 
 namespace Ella.Tests.Infrastructure;
 
-/// <summary>Locates the oracle fixtures: $ELLA_FIXTURES, else ../shared/fixtures beside the repository root.</summary>
+/// <summary>Locates the oracle fixtures: $ELLA_FIXTURES, else the repository's own copy in tests/fixtures (data in tests/data).</summary>
 public static class Fixtures
 {
     [ModuleInitializer]
@@ -19,9 +19,10 @@ public static class Fixtures
 
     public static string Root { get; } = Environment.GetEnvironmentVariable("ELLA_FIXTURES") is { Length: > 0 } env
         ? Path.GetFullPath(env)
-        : Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures"));
+        : Path.GetFullPath(Path.Combine(RepoRoot, "tests", "fixtures"));
 
-    public static string SharedData => Path.GetFullPath(Path.Combine(Root, "..", "data"));
+    /// <summary>Real data the tests use (CLIP vocabulary, DPG-Bench prompts, NLTK tagger): the repository's tests/data.</summary>
+    public static string SharedData { get; } = Path.GetFullPath(Path.Combine(RepoRoot, "tests", "data"));
 
     public static string PathOf(params string[] parts) => Path.Combine([Root, .. parts]);
 
