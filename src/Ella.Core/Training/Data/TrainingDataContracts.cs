@@ -1,0 +1,87 @@
+using static TorchSharp.torch;
+
+namespace Ella.Training.Data;
+
+/// <summary>How images are prepared for training: short side resized to <see cref="Resolution"/>, then a square crop.</summary>
+public sealed record ImagePreprocessing(int Resolution, bool RandomCrop = false, bool RandomFlip = false);
+
+/// <summary>One image–caption pair, preprocessed: pixels [3, R, R] float32 in [-1, 1] on the CPU.</summary>
+public sealed record ImageCaptionSample(string Key, Tensor Pixels, string Caption) : IDisposable
+{
+    public void Dispose() => Pixels.Dispose();
+}
+
+/// <summary>
+/// Image–caption pairs in a fixed, deterministic order (indexable, so a run can resume at a data position). Readers:
+/// <c>metadata.jsonl</c> (file_name, text), kohya-style sidecar <c>name.txt</c>, WebDataset <c>.tar</c> shards.
+/// </summary>
+public interface IImageCaptionDataset : IDisposable
+{
+    /// <summary>The folder or shards read, for messages.</summary>
+    string Source { get; }
+
+    /// <summary>Number of candidate samples (some may still be skipped when loaded).</summary>
+    int Count { get; }
+
+    /// <summary>
+    /// Loads and preprocesses sample <paramref name="index"/>; random crop and flip draw from <paramref name="rng"/>.
+    /// Returns null for a bad sample (corrupt image, missing or empty caption): the reason is recorded in
+    /// <see cref="Skips"/> and a warning is written once per sample. Never throws for one bad sample.
+    /// </summary>
+    ImageCaptionSample? TryLoad(int index, Generator rng);
+
+    /// <summary>Samples skipped so far, with their reasons.</summary>
+    SkipCounter Skips { get; }
+}
+
+/// <summary>Counts skipped samples by reason (for the run's summary); thread-safe.</summary>
+public sealed class SkipCounter
+{
+    readonly Dictionary<string, int> _byReason = new();
+    readonly HashSet<string> _keys = new();
+    readonly object _gate = new();
+
+    /// <summary>Records a skip; true the first time this key is skipped (warn only then).</summary>
+    public bool Add(string key, string reason)
+    {
+        lock (_gate)
+        {
+            if (!_keys.Add(key)) return false;
+            _byReason[reason] = _byReason.GetValueOrDefault(reason) + 1;
+            return true;
+        }
+    }
+
+    public int Total { get { lock (_gate) return _keys.Count; } }
+
+    public IReadOnlyDictionary<string, int> ByReason { get { lock (_gate) return new Dictionary<string, int>(_byReason); } }
+}
+
+/// <summary>One cached sample: the VAE posterior and the caption's text features (flexible length).</summary>
+public sealed record CachedSample(string Key, Tensor LatentMean, Tensor LatentStd, Tensor TextFeatures, string Caption) : IDisposable
+{
+    public void Dispose()
+    {
+        LatentMean.Dispose();
+        LatentStd.Dispose();
+        TextFeatures.Dispose();
+    }
+}
+
+/// <summary>
+/// A feature cache written by <c>ella train cache</c>: per sample the VAE posterior (mean, std: [4, h, w], NOT yet
+/// multiplied by scaling_factor) and the text features [L, D]; all returned as float32 CPU tensors. Training reads it
+/// with no VAE or text encoder in memory.
+/// </summary>
+public interface IFeatureCache : IDisposable
+{
+    string Directory { get; }
+    int Count { get; }
+    /// <summary>Feature width D (the text encoder's hidden size).</summary>
+    int TextFeatureDim { get; }
+    /// <summary>The empty caption's features [L, D]: what a dropped caption (and the negative branch) sees.</summary>
+    Tensor NullTextFeatures { get; }
+    /// <summary>The VAE scaling_factor the latents must be multiplied by after sampling.</summary>
+    double ScalingFactor { get; }
+    CachedSample Load(int index);
+}
