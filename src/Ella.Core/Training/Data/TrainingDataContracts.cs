@@ -32,6 +32,9 @@ public interface IImageCaptionDataset : IDisposable
 
     /// <summary>Samples skipped so far, with their reasons.</summary>
     SkipCounter Skips { get; }
+
+    /// <summary>The stable key of sample <paramref name="index"/> (unique in the dataset), without loading it.</summary>
+    string KeyOf(int index) => index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary>Counts skipped samples by reason (for the run's summary); thread-safe.</summary>
@@ -55,6 +58,28 @@ public sealed class SkipCounter
     public int Total { get { lock (_gate) return _keys.Count; } }
 
     public IReadOnlyDictionary<string, int> ByReason { get { lock (_gate) return new Dictionary<string, int>(_byReason); } }
+
+    /// <summary>The sum of several counters (keys are assumed distinct across them), as a new counter.</summary>
+    public static SkipCounter Combine(IEnumerable<SkipCounter> parts)
+    {
+        var all = new SkipCounter();
+        int n = 0;
+        foreach (var part in parts)
+        {
+            lock (part._gate)
+                foreach (var key in part._keys) all._keys.Add($"{n}\u0000{key}");
+            foreach (var (reason, count) in part.ByReason) all._byReason[reason] = all._byReason.GetValueOrDefault(reason) + count;
+            n++;
+        }
+        return all;
+    }
+
+    /// <summary>"3 (corrupt image 1, empty caption 2)" for summaries.</summary>
+    public override string ToString()
+    {
+        var by = ByReason;
+        return by.Count == 0 ? "0" : $"{Total} ({string.Join(", ", by.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}"))})";
+    }
 }
 
 /// <summary>One cached sample: the VAE posterior and the caption's text features (flexible length).</summary>
