@@ -27,6 +27,8 @@ public abstract class ImageCaptionDatasetBase : IImageCaptionDataset
     /// <summary>The sample's stable key (unique within the dataset).</summary>
     public abstract string KeyOf(int index);
 
+    public string? SkipReasonOf(int index) => Skips.ReasonFor(KeyOf(index));
+
     /// <summary>The caption, or null when there is none.</summary>
     protected abstract string? ReadCaption(int index);
 

@@ -114,6 +114,12 @@ public sealed class ConcatImageCaptionDataset : IImageCaptionDataset
         return $"{_prefixes[part]}/{_parts[part].KeyOf(local)}";
     }
 
+    public string? SkipReasonOf(int index)
+    {
+        var (part, local) = Locate(index);
+        return _parts[part].SkipReasonOf(local);
+    }
+
     public void Dispose()
     {
         foreach (var p in _parts) p.Dispose();
