@@ -277,6 +277,33 @@ public sealed class ImageCaptionDatasetTests : IDisposable
         Assert.True(x.allclose(ones(3, 4, 4)));
     }
 
+    [Fact]
+    public void Semi_transparent_pixels_are_blended_with_white()
+    {
+        using var x = ImagePreprocessor.Decode(TestImages.Png(4, 4, alpha: 128));
+        float a = 128 / 255f;
+        for (int c = 0; c < 3; c++)
+            Assert.Equal(TestImages.Value(c, 3, 2) * a + (1 - a), x[c, 2, 3].item<float>(), 0.01f);
+    }
+
+    [Theory]
+    [InlineData(SKEncodedImageFormat.Jpeg)]
+    [InlineData(SKEncodedImageFormat.Png)]
+    public void Large_images_are_reduced_before_the_float_conversion_without_changing_the_result(SKEncodedImageFormat format)
+    {
+        var bytes = TestImages.Gradient(400, 200, format);
+        using var reduced = ImagePreprocessor.Decode(bytes, 16);
+        long h = reduced.shape[1], w = reduced.shape[2];
+        Assert.InRange(h, 32, 64); // short side kept at least 2× the resolution, at most 4×
+        Assert.InRange(w, 2 * h - 1, 2 * h + 1);
+        using var full = ImagePreprocessor.Decode(bytes);
+        Assert.Equal([3L, 200, 400], full.shape);
+        var p = new ImagePreprocessing(16);
+        using var a = ImagePreprocessor.Preprocess(reduced, p, null);
+        using var b = ImagePreprocessor.Preprocess(full, p, null);
+        Assert.True((a - b).abs().max().item<float>() < 0.03f, $"max difference {(a - b).abs().max().item<float>()}");
+    }
+
     [Theory]
     [InlineData(1, 8, 4)]
     [InlineData(6, 4, 8)]

@@ -23,6 +23,18 @@ internal static class TestImages
 
     public static byte[] Png(int w, int h, byte alpha = 255) => Encode(w, h, SKEncodedImageFormat.Png, alpha);
 
+    /// <summary>A smooth image: red rises left to right, green top to bottom, blue 128.</summary>
+    public static byte[] Gradient(int w, int h, SKEncodedImageFormat format)
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                bitmap.SetPixel(x, y, new SKColor((byte)(255 * x / (w - 1)), (byte)(255 * y / (h - 1)), 128, 255));
+        using var image = SKImage.FromBitmap(bitmap);
+        using var data = image.Encode(format, 95);
+        return data.ToArray();
+    }
+
     /// <summary>The expected float value in [0, 1] of channel c at (x, y) of <see cref="Encode"/>'s pattern.</summary>
     public static float Value(int c, int x, int y) => c switch { 0 => (16 * x + 1) / 255f, 1 => (16 * y + 2) / 255f, _ => (7 * (x + y) + 3) / 255f };
 
