@@ -13,6 +13,7 @@ namespace Ella.World.Language;
 public static class DenseCaptioner
 {
     static readonly string[] ListIntros = ["", "", "a picture of ", "an image of ", "a drawing of ", "a simple illustration of ", "this image shows ", "the picture shows ", "we see ", "there is "];
+    static readonly string[] LeadPrepositions = ["on", "against", "set on", "placed on"];
     static readonly string[] Verbs = ["is", "sits", "lies", "appears", "is placed", "is positioned"];
     static readonly string[] FrontedVerbs = ["is", "sits", "lies"];
     static readonly string[] ObjectOpeners = ["there is {0}", "the scene contains {0}", "you can see {0}", "{0} is shown", "the picture has {0}"];
@@ -35,7 +36,7 @@ public static class DenseCaptioner
             int bgPlace = rng.Pick(new[] { 0, 0, 1, 2, 2, 3 });
             int plan = facts.Relations.Count > 0 ? rng.Next(3) : rng.Pick(new[] { 0, 2 });
             if (bgPlace == 3) _sentences.Add(BackgroundSentence());
-            string lead = bgPlace == 1 ? $"on {BgNounPhrase()}, " : "";
+            string lead = bgPlace == 1 ? $"{rng.Pick(LeadPrepositions)} {BgNounPhrase()}, " : "";
             string inline = bgPlace == 0 ? " " + BackgroundPhrase() : "";
             switch (plan)
             {
@@ -148,9 +149,9 @@ public static class DenseCaptioner
 
         string CountSentence(StatedCount c)
         {
-            var noun = c.Shape is { } s ? rng.Pick(lex.Shapes[s]) : rng.Pick(lex.Generic);
-            string n = Vocabulary.Number(c.Count), plural = noun.Plural;
-            var generic = rng.Pick(lex.Generic).Plural;
+            string plural = c.Shape is { } s ? rng.Pick(lex.Shapes[s]).Plural : rng.Pick(lex.Generic);
+            string n = Vocabulary.Number(c.Count);
+            var generic = rng.Pick(lex.Generic);
             return c.Shape != null
                 ? rng.Next(3) switch
                 {

@@ -21,14 +21,14 @@ public sealed class Lexicon
     public required IReadOnlyDictionary<Relation, string[]> Relations { get; init; }
     public required IReadOnlyDictionary<Background, string[]> BackgroundColors { get; init; }
     public required string[] BackgroundNouns { get; init; }
-    /// <summary>Nouns for "any object" (total counts).</summary>
-    public required Noun[] Generic { get; init; }
+    /// <summary>Plural nouns for "any object" (total counts, which are at least two).</summary>
+    public required string[] Generic { get; init; }
 
     /// <summary>Every content phrase of the lexicon.</summary>
     public IEnumerable<string> Phrases =>
         Colors.Values.SelectMany(v => v).Concat(Sizes.Values.SelectMany(v => v)).Concat(Relations.Values.SelectMany(v => v))
             .Concat(BackgroundColors.Values.SelectMany(v => v)).Concat(BackgroundNouns)
-            .Concat(Shapes.Values.SelectMany(v => v).Concat(Generic).SelectMany(n => new[] { n.Singular, n.Plural }));
+            .Concat(Generic).Concat(Shapes.Values.SelectMany(v => v).SelectMany(n => new[] { n.Singular, n.Plural }));
 
     public static readonly Lexicon Training = new()
     {
@@ -60,7 +60,7 @@ public sealed class Lexicon
             [Background.Beige] = ["beige"],
         },
         BackgroundNouns = ["background", "backdrop"],
-        Generic = [new("shape", "shapes"), new("object", "objects"), new("figure", "figures")],
+        Generic = ["shapes", "objects", "figures"],
     };
 
     public static readonly Lexicon Paraphrase = new()
@@ -103,6 +103,6 @@ public sealed class Lexicon
             [Background.Beige] = ["sandy", "tan"],
         },
         BackgroundNouns = ["canvas", "surface"],
-        Generic = [new("item", "items"), new("thing", "things")],
+        Generic = ["items", "things"],
     };
 }
