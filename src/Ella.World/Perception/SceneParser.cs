@@ -24,8 +24,8 @@ public sealed record ParsedRegion(PerceivedObject Object, int Area, int Width, i
 public static class SceneParser
 {
     public const double MinArea = 12;
-    public const double TriangleBottomShare = 0.62;
-    public const double SquareFill = 0.9;
+    public const double TriangleBottomShare = 0.58;
+    public const double SquareFill = 0.86;
     /// <summary>Object colours closer than this (RGB distance) to the background are not looked for.</summary>
     public const double MinContrast = 50;
 
@@ -74,49 +74,88 @@ public static class SceneParser
             labels[k] = best >= 0 && bestAlpha >= 0.5 ? best : -1;
         }
 
-        // 3. Connected components per colour, 4. shape, 5. size and position.
+        // 3. Connected components of object pixels. A component is one object of its majority colour unless a second
+        //    colour holds a large share of it (objects drawn touching): then it splits into per-colour components.
         var regions = new List<ParsedRegion>();
         var seen = new bool[w * h];
+        foreach (var component in Components(w, h, k => labels[k] >= 0, (a, b) => true, seen))
+        {
+            if (component.Count < MinArea * scale * scale) continue;
+            var votes = component.GroupBy(k => labels[k]).Select(g => (Label: g.Key, Count: g.Count())).OrderByDescending(v => v.Count).ToList();
+            if (votes[0].Count >= MajorityShare * component.Count)
+            {
+                regions.Add(Describe(component, candidates[votes[0].Label], w, scale));
+                continue;
+            }
+            var inside = new bool[w * h];
+            foreach (int k in component) inside[k] = true;
+            var split = new bool[w * h];
+            foreach (var part in Components(w, h, k => inside[k], (a, b) => labels[a] == labels[b], split))
+                if (part.Count >= MinArea * scale * scale) regions.Add(Describe(part, candidates[labels[part[0]]], w, scale));
+        }
+        return regions;
+    }
+
+    /// <summary>Share of a component's pixels its main colour must have for the component to be one object.</summary>
+    public const double MajorityShare = 0.7;
+
+    /// <summary>4-connected components of the pixels where <paramref name="member"/> holds, neighbours joined when <paramref name="joins"/>.</summary>
+    static IEnumerable<List<int>> Components(int w, int h, Func<int, bool> member, Func<int, int, bool> joins, bool[] seen)
+    {
         var stack = new Stack<int>();
-        var members = new List<int>();
         for (int start = 0; start < w * h; start++)
         {
-            if (labels[start] < 0 || seen[start]) continue;
-            int label = labels[start];
-            members.Clear();
+            if (!member(start) || seen[start]) continue;
+            var members = new List<int>();
             stack.Push(start); seen[start] = true;
             while (stack.Count > 0)
             {
                 int k = stack.Pop();
                 members.Add(k);
                 int x = k % w, y = k / w;
-                void Visit(int n) { if (!seen[n] && labels[n] == label) { seen[n] = true; stack.Push(n); } }
+                void Visit(int n) { if (!seen[n] && member(n) && joins(k, n)) { seen[n] = true; stack.Push(n); } }
                 if (x > 0) Visit(k - 1);
                 if (x < w - 1) Visit(k + 1);
                 if (y > 0) Visit(k - w);
                 if (y < h - 1) Visit(k + w);
             }
-            if (members.Count < MinArea * scale * scale) continue;
-            int minX = int.MaxValue, maxX = -1, minY = int.MaxValue, maxY = -1;
-            foreach (int k in members)
-            {
-                int x = k % w, y = k / w;
-                minX = Math.Min(minX, x); maxX = Math.Max(maxX, x); minY = Math.Min(minY, y); maxY = Math.Max(maxY, y);
-            }
-            int bw = maxX - minX + 1, bh = maxY - minY + 1;
-            double mid = (minY + maxY) / 2.0, bottom = 0;
-            foreach (int k in members)
-            {
-                double y = k / w;
-                bottom += y > mid ? 1 : y == mid ? 0.5 : 0;
-            }
-            double fill = members.Count / (double)(bw * bh), bottomShare = bottom / members.Count;
-            var shape = bottomShare >= TriangleBottomShare ? Shape.Triangle : fill >= SquareFill ? Shape.Square : Shape.Circle;
-            var size = Math.Max(bw, bh) / scale >= Vocabulary.SizeThreshold ? ObjectSize.Large : ObjectSize.Small;
-            var obj = new PerceivedObject(shape, candidates[label], size, (minX + maxX + 1) / 2.0 / scale, (minY + maxY + 1) / 2.0 / scale);
-            regions.Add(new ParsedRegion(obj, members.Count, bw, bh, fill, bottomShare));
+            yield return members;
         }
-        return regions;
+    }
+
+    /// <summary>Shape, size and position of one region.</summary>
+    static ParsedRegion Describe(List<int> members, ObjectColor color, int w, double scale)
+    {
+        int minX = int.MaxValue, maxX = -1, minY = int.MaxValue, maxY = -1;
+        foreach (int k in members)
+        {
+            int x = k % w, y = k / w;
+            minX = Math.Min(minX, x); maxX = Math.Max(maxX, x); minY = Math.Min(minY, y); maxY = Math.Max(maxY, y);
+        }
+        // Noise leaves single stray pixels on an edge; a box row or column with only one pixel is not part of the shape.
+        var columns = new int[maxX - minX + 1];
+        var rows = new int[maxY - minY + 1];
+        foreach (int k in members) { columns[k % w - minX]++; rows[k / w - minY]++; }
+        int columnBase = minX, rowBase = minY;
+        while (maxX - minX > 2 && columns[minX - columnBase] <= 1) minX++;
+        while (maxX - minX > 2 && columns[maxX - columnBase] <= 1) maxX--;
+        while (maxY - minY > 2 && rows[minY - rowBase] <= 1) minY++;
+        while (maxY - minY > 2 && rows[maxY - rowBase] <= 1) maxY--;
+        int bw = maxX - minX + 1, bh = maxY - minY + 1;
+        double mid = (minY + maxY) / 2.0, bottom = 0;
+        int area = 0;
+        foreach (int k in members)
+        {
+            int x = k % w, y = k / w;
+            if (x < minX || x > maxX || y < minY || y > maxY) continue;
+            area++;
+            bottom += y > mid ? 1 : y == mid ? 0.5 : 0;
+        }
+        double fill = area / (double)(bw * bh), bottomShare = bottom / area;
+        var shape = bottomShare >= TriangleBottomShare ? Shape.Triangle : fill >= SquareFill ? Shape.Square : Shape.Circle;
+        var size = Math.Max(bw, bh) / scale >= Vocabulary.SizeThreshold ? ObjectSize.Large : ObjectSize.Small;
+        var obj = new PerceivedObject(shape, color, size, (minX + maxX + 1) / 2.0 / scale, (minY + maxY + 1) / 2.0 / scale);
+        return new ParsedRegion(obj, members.Count, bw, bh, fill, bottomShare);
     }
 
     static double Median(List<byte> values)

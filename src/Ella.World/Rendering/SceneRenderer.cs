@@ -28,8 +28,11 @@ public static class SceneRenderer
             for (int py = py0; py <= py1; py++)
                 for (int px = px0; px <= px1; px++)
                 {
+                    // Shapes are convex: a pixel whose four corners are inside is covered entirely.
+                    bool Corner(int cx, int cy) => Inside(o.Shape, (px + cx - x0) / s, (py + cy - y0) / s);
                     int inside = 0;
-                    for (int sy = 0; sy < Samples; sy++)
+                    if (Corner(0, 0) && Corner(1, 0) && Corner(0, 1) && Corner(1, 1)) inside = Samples * Samples;
+                    else for (int sy = 0; sy < Samples; sy++)
                         for (int sx = 0; sx < Samples; sx++)
                         {
                             double u = (px + (sx + 0.5) / Samples - x0) / s, v = (py + (sy + 0.5) / Samples - y0) / s;
