@@ -52,24 +52,49 @@ public static class WorldFiles
     }
 
     /// <summary>
-    /// Writes <c>&lt;id&gt;.png</c> for each item and <c>metadata.jsonl</c> (one line per image, in order; the file is
-    /// replaced atomically at the end). Returns the number of images.
+    /// Writes <c>&lt;id&gt;.png</c> for each item and <c>metadata.jsonl</c> (one line per image; the file is replaced
+    /// atomically at the end). Lines already in the folder's <c>metadata.jsonl</c> for other files are kept first, so
+    /// a stream can be continued into the same folder with <c>--start</c>. Returns the number of images written.
     /// </summary>
     public static int WriteSample(string outDir, IEnumerable<WorldItem> items, int size = Vocabulary.CanvasSize, IProgress<int>? progress = null)
     {
         Directory.CreateDirectory(outDir);
-        var lines = new StringBuilder();
-        int n = 0;
+        string metadataPath = Path.Combine(outDir, MetadataFile);
+        var lines = new List<(string File, string Line)>();
+        if (File.Exists(metadataPath))
+        {
+            int number = 0;
+            foreach (var line in File.ReadLines(metadataPath))
+            {
+                number++;
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                string? file;
+                try
+                {
+                    using var doc = JsonDocument.Parse(line);
+                    file = doc.RootElement.GetProperty("file_name").GetString();
+                }
+                catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+                {
+                    throw new EllaException($"{metadataPath}: line {number} is not a metadata record with a file_name; remove the file or choose another --out");
+                }
+                lines.Add((file ?? "", line));
+            }
+        }
+        var written = new List<(string File, string Line)>();
         foreach (var item in items)
         {
             string file = item.Id + ".png";
             SceneRenderer.Render(item.Scene, size).SavePng(Path.Combine(outDir, file));
             var meta = new WorldMetadata(file, item.DenseCaption, item.ShortCaption, WorldSplits.Name(item.Split), item.Index, SceneJson(item.Scene));
-            lines.Append(JsonSerializer.Serialize(meta, Json)).Append('\n');
-            progress?.Report(++n);
+            written.Add((file, JsonSerializer.Serialize(meta, Json)));
+            progress?.Report(written.Count);
         }
-        WriteAtomic(Path.Combine(outDir, MetadataFile), lines.ToString());
-        return n;
+        var replaced = written.Select(w => w.File).ToHashSet();
+        var text = new StringBuilder();
+        foreach (var (_, line) in lines.Where(l => !replaced.Contains(l.File)).Concat(written)) text.Append(line).Append('\n');
+        WriteAtomic(metadataPath, text.ToString());
+        return written.Count;
     }
 
     /// <summary>

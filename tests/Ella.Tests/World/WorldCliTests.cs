@@ -30,6 +30,13 @@ public sealed class WorldCliTests : IDisposable
             var image = RgbImage.Load(Path.Combine(outDir, file));
             Assert.Equal((64, 64), (image.Width, image.Height));
         }
+        // Continuing the stream into the same folder keeps the earlier lines and replaces rewritten ones.
+        Assert.Equal(0, CliRunner.Run("world", "sample", "--count", "3", "--start", "4", "--out", outDir, "--seed", "3").ExitCode);
+        var continued = File.ReadAllLines(Path.Combine(outDir, "metadata.jsonl"));
+        Assert.Equal(7, continued.Length);
+        Assert.Equal(lines[..4], continued[..4]);
+        Assert.Equal(lines[4], continued[4]);
+        Assert.Equal(Enumerable.Range(0, 7).Select(i => $"train{i:D7}.png"), continued.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("file_name").GetString()));
         // A later stretch of the same stream is the same items.
         string more = Path.Combine(_dir, "more");
         Assert.Equal(0, CliRunner.Run("world", "sample", "--count", "2", "--start", "3", "--out", more, "--seed", "3").ExitCode);
@@ -52,6 +59,17 @@ public sealed class WorldCliTests : IDisposable
         var r = CliRunner.Run(all.ToArray());
         Assert.Equal(2, r.ExitCode);
         Assert.StartsWith("error:", r.Error);
+    }
+
+    [Fact]
+    public void Sample_refuses_a_folder_whose_metadata_it_cannot_read()
+    {
+        string outDir = Path.Combine(_dir, "garbage");
+        Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "metadata.jsonl"), "not json\n");
+        var r = CliRunner.Run("world", "sample", "--count", "1", "--out", outDir);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("metadata.jsonl: line 1", r.Error);
     }
 
     [Fact]

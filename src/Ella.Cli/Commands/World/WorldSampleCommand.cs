@@ -24,11 +24,18 @@ public static class WorldSampleCommand
                 throw new EllaException($"--seed applies to --split train only; the {WorldSplits.Name(which)} set is fixed");
             string outDir = p.GetValue(output)!;
             var clock = Stopwatch.StartNew();
-            int n = WorldFiles.WriteSample(outDir, WorldFiles.Items(which, p.GetValue(start), p.GetValue(count), s ?? 0));
+            int total = p.GetValue(count);
+            int n = WorldFiles.WriteSample(outDir, WorldFiles.Items(which, p.GetValue(start), total, s ?? 0), progress: new SyncProgress(ctx.Error, total));
             ctx.Error.WriteLine($"wrote {n} images and {WorldFiles.MetadataFile} to {outDir} in {clock.Elapsed.TotalSeconds:F1} s");
             ctx.Out.WriteLine(outDir);
             return EllaCli.ExitOk;
         });
         return command;
+    }
+
+    /// <summary>A line every 1,000 images (synchronous: Progress&lt;T&gt; would post to the thread pool).</summary>
+    sealed class SyncProgress(TextWriter writer, int total) : IProgress<int>
+    {
+        public void Report(int done) { if (done % 1000 == 0 && done < total) writer.WriteLine($"{done}/{total} images"); }
     }
 }
