@@ -18,8 +18,8 @@ public static class DpgScoreCommand
         var picNum = new Option<int>("--pic-num") { Description = "Crops per image to ask about (1–4: top-left, top-right, bottom-left, bottom-right)", DefaultValueFactory = _ => 4 };
         var scoring = new Option<string>("--scoring") { Description = "official (reproduces the authors' script, defects included) | corrected", DefaultValueFactory = _ => "official" };
         scoring.AcceptOnlyFromAmong("official", "corrected");
-        var judge = new Option<string>("--judge") { Description = "replay | openai", DefaultValueFactory = _ => "replay" };
-        judge.AcceptOnlyFromAmong("replay", "openai");
+        var judge = new Option<string>("--judge") { Description = "replay | openai | shapes (the shapes world's scene parser)", DefaultValueFactory = _ => "replay" };
+        judge.AcceptOnlyFromAmong("replay", "openai", "shapes");
         var answers = new Option<string?>("--answers") { Description = "Answers JSONL: read by replay; written (and resumed) by openai (default: <out>/dpg_answers.jsonl)" };
         var endpoint = new Option<string?>("--endpoint") { Description = "openai: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1" };
         var model = new Option<string?>("--model") { Description = "openai: model name" };
@@ -35,9 +35,11 @@ public static class DpgScoreCommand
             string outDir = p.GetValue(output) ?? p.GetValue(images)!;
             var rows = DpgBenchCsv.Load(p.GetValue(csv)!);
             Directory.CreateDirectory(outDir);
-            await using IVqaJudge vqa = p.GetValue(judge) == "replay"
-                ? new ReplayJudge(p.GetValue(answers) ?? throw new EllaException("--judge replay needs --answers FILE"))
-                : new OpenAiJudge(new OpenAiJudgeOptions
+            await using IVqaJudge vqa = p.GetValue(judge) switch
+            {
+                "replay" => new ReplayJudge(p.GetValue(answers) ?? throw new EllaException("--judge replay needs --answers FILE")),
+                "shapes" => new ShapesJudge(rows, p.GetValue(csv)!),
+                _ => new OpenAiJudge(new OpenAiJudgeOptions
                 {
                     Endpoint = p.GetValue(endpoint) ?? throw new EllaException("--judge openai needs --endpoint URL"),
                     Model = p.GetValue(model) ?? throw new EllaException("--judge openai needs --model NAME"),
@@ -46,7 +48,8 @@ public static class DpgScoreCommand
                     Retries = p.GetValue(retries),
                     AnswersPath = p.GetValue(answers) ?? Path.Combine(outDir, "dpg_answers.jsonl"),
                     Log = m => ctx.Error.WriteLine(m),
-                });
+                }),
+            };
             var options = new DpgScoreOptions
             {
                 ImagesDir = p.GetValue(images)!, Resolution = p.GetValue(resolution), PicNum = p.GetValue(picNum),
