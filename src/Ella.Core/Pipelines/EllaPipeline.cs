@@ -40,6 +40,7 @@ public sealed class EllaPipeline : IDisposable
     public static EllaPipeline Load(PipelineLoadOptions options, Action<string>? log = null)
     {
         Native.TorchRuntime.Initialize();
+        Compatibility.ModelCompatibility.Check(options);
         var sw = Stopwatch.StartNew();
         var sd = StableDiffusionModel.Load(options.StableDiffusion, options.DType, options.Device, options.LoadClip, options.ClipTokenizer);
         log?.Invoke($"loaded Stable Diffusion ({sd.Name}) in {sw.Elapsed.TotalSeconds:F1} s");
@@ -87,6 +88,7 @@ public sealed class EllaPipeline : IDisposable
         if (r.Width <= 0 || r.Height <= 0 || r.Width % f != 0 || r.Height % f != 0)
             throw new EllaException($"size {r.Width}×{r.Height}: width and height must be positive multiples of {f}");
         if (r.Prompts.Count == 0 && r.PromptEmbeds is null) throw new EllaException("no prompt given");
+        Compatibility.RequestCompatibility.CheckTextToImage(StableDiffusion, _options.StableDiffusion);
         if (r.PromptEmbeds is { } pe)
         {
             if (r.Mode != GenerationMode.Ella) throw new EllaException("prompt embeddings can only be used with --mode ella");
