@@ -105,6 +105,7 @@ public sealed class EllaPipeline : IDisposable
         if (GenerationModes.UsesClip(r.Mode) && StableDiffusion.TextEncoder == null)
             throw new EllaException($"--mode {GenerationModes.Name(r.Mode)} needs the CLIP text encoder, which was not loaded");
         if (r.TokenLength == TokenLength.Fixed && r.MaxLength < 2) throw new EllaException($"max length must be at least 2, got {r.MaxLength}");
+        Compatibility.RequestLimits.Check(r, StableDiffusion, _options.DType);
         if (!SchedulerFactory.IsKnown(r.Scheduler))
             throw new EllaException($"unknown scheduler '{r.Scheduler}' (choose one of: {string.Join(", ", SchedulerFactory.Names)})");
     }
@@ -114,6 +115,7 @@ public sealed class EllaPipeline : IDisposable
         lock (_gate)
         {
             Validate(request);
+            request = request with { Prompts = request.Prompts.Select(PromptText.Clean).ToList(), NegativePrompt = PromptText.Clean(request.NegativePrompt) };
             using var mode = inference_mode();
             using var scope = NewDisposeScope();
             var warnings = new List<string>();
@@ -170,7 +172,7 @@ public sealed class EllaPipeline : IDisposable
     /// <summary>The negative prompt's condition, cached per timestep across calls (it depends on t only).</summary>
     CachedConditioner NegativeCondition(GenerationRequest r, List<string> warnings)
     {
-        var key = (r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : 0);
+        var key = (r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens);
         if (!_negativeCache.TryGetValue(key, out var cached))
         {
             if (_negativeCache.Count >= 8)
@@ -207,7 +209,7 @@ public sealed class EllaPipeline : IDisposable
             foreach (var prompt in prompts)
             {
                 if (cache.TryGetValue(prompt, out var same)) { features.Add(same); continue; }
-                var tok = _t5Tokenizer!.Encode(prompt, mode, maxLength);
+                var tok = _t5Tokenizer!.Encode(prompt, mode, maxLength, capFlexible: true);
                 if (tok.Truncated && warnings != null)
                     warnings.Add($"prompt truncated to {maxLength} T5 tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(_t5Tokenizer.Decode(_t5Tokenizer.EncodeIds(prompt)[(maxLength - 1)..^1]))}\"");
                 using var ids = tensor(tok.Ids.Select(i => (long)i).ToArray()).reshape(1, -1).to(DeviceOrCpu);
@@ -226,7 +228,7 @@ public sealed class EllaPipeline : IDisposable
 
     IConditioner EllaCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
-        var features = EncodeT5(prompts, r.TokenLength, r.MaxLength, negative ? null : warnings);
+        var features = EncodeT5(prompts, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens, negative ? null : warnings);
         try { return new EllaConditioner(Connector!, features, _options.DType); }
         finally { foreach (var f in features.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>()) f.Dispose(); }
     }

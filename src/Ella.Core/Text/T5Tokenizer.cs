@@ -16,6 +16,8 @@ public sealed class T5Tokenizer
     public const int EosId = 1;
     public const int UnkId = 2;
     public const int DefaultMaxLength = 128;
+    /// <summary>Characters per token assumed when cutting a very long text before tokenizing it.</summary>
+    public const int MaxCharsPerToken = 64;
 
     readonly SentencePieceTokenizer _sp;
     readonly Dictionary<string, int> _added;
@@ -127,11 +129,25 @@ public sealed class T5Tokenizer
     /// ELLA's two calls: flexible (<c>tokenizer(text)</c>, no padding) or fixed
     /// (<c>max_length, padding="max_length", truncation=True</c>: first max_length−1 ids, then <c>&lt;/s&gt;</c>, then pad 0).
     /// </summary>
-    public TokenizedText Encode(string text, TokenLength mode = TokenLength.Flexible, int maxLength = DefaultMaxLength)
+    /// <param name="capFlexible">flexible mode too keeps at most <paramref name="maxLength"/> ids (the first
+    /// maxLength−1, then <c>&lt;/s&gt;</c>), without padding</param>
+    public TokenizedText Encode(string text, TokenLength mode = TokenLength.Flexible, int maxLength = DefaultMaxLength, bool capFlexible = false)
     {
+        if (mode == TokenLength.Fixed || capFlexible)
+        {
+            if (maxLength < 1) throw new EllaException($"max length must be at least 1, got {maxLength}");
+            // No piece is longer than this many characters: a longer text is cut before tokenizing (a 1 MB prompt).
+            long keep = (long)maxLength * MaxCharsPerToken;
+            if (text.Length > keep) text = text[..(char.IsHighSurrogate(text[(int)keep - 1]) ? (int)keep - 1 : (int)keep)];
+        }
         int[] ids = EncodeIds(text);
-        if (mode == TokenLength.Flexible) return new TokenizedText(ids, Enumerable.Repeat(1, ids.Length).ToArray(), false, ids.Length);
-        if (maxLength < 1) throw new EllaException($"max length must be at least 1, got {maxLength}");
+        if (mode == TokenLength.Flexible && (!capFlexible || ids.Length <= maxLength))
+            return new TokenizedText(ids, Enumerable.Repeat(1, ids.Length).ToArray(), false, ids.Length);
+        if (mode == TokenLength.Flexible)
+        {
+            var cut = ids.Take(maxLength - 1).Append(EosId).ToArray();
+            return new TokenizedText(cut, Enumerable.Repeat(1, cut.Length).ToArray(), true, ids.Length);
+        }
         bool truncated = ids.Length > maxLength;
         var kept = truncated ? ids.Take(maxLength - 1).Append(EosId).ToArray() : ids;
         var padded = new int[maxLength];
