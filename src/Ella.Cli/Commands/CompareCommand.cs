@@ -33,7 +33,7 @@ public static class CompareCommand
         Robustness.OutputFiles.Prepare([output], p.GetValue(o.NoOverwrite));
         var load = o.LoadOptions(p, [GenerationMode.Clip, GenerationMode.Ella]);
         using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
-        long seed = p.GetValue(o.Seed) ?? Robustness.Seeds.Random();
+        long seed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
         var variants = new (string Label, GenerationMode Mode, TokenLength Length)[]
         {
             ("SD1.5 (CLIP)", GenerationMode.Clip, TokenLength.Fixed),

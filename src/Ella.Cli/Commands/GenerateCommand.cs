@@ -38,7 +38,7 @@ public static class GenerateCommand
         if (prompt == null && embedsPath == null) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
         var mode = GenerationModes.Parse(p.GetValue(o.Mode)!);
         if (batch < 1 || batch > 4096) throw new EllaException($"--batch must be between 1 and 4096, got {batch}");
-        long seed = p.GetValue(o.Seed) ?? Robustness.Seeds.Random();
+        long seed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
         var paths = OutputPaths(output ?? $"ella-{Robustness.Seeds.Format(seed)}.png", batch);
         Robustness.OutputFiles.Prepare(paths, p.GetValue(o.NoOverwrite));
         var load = o.LoadOptions(p, [mode], needT5: embedsPath == null, oneShot: true);

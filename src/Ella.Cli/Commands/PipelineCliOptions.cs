@@ -22,7 +22,7 @@ public sealed class PipelineCliOptions
     public readonly Option<string> Scheduler = new("--scheduler") { Description = string.Join(" | ", SchedulerFactory.Names), DefaultValueFactory = _ => "dpm++2m" };
     public readonly Option<int> Steps = new("--steps") { Description = "Denoising steps", DefaultValueFactory = _ => 25 };
     public readonly Option<double> Guidance = new("--guidance") { Description = "Classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 7.5 };
-    public readonly Option<long?> Seed = new("--seed") { Description = "Seed of the CPU torch.Generator (same initial noise as diffusers), 0 … 2^64−1; -1 or omitted: random (printed and stored in the PNG)", CustomParser = Robustness.Seeds.Parse };
+    public readonly Option<long?> Seed = new("--seed") { Description = "Seed of the CPU torch.Generator (same initial noise as diffusers), 0 … 2^63−1; -1 or omitted: random (printed and stored in the PNG)", CustomParser = r => Robustness.Seeds.Parse(r) };
     public readonly Option<int> Width = new("--width") { Description = "Image width (multiple of 8)", DefaultValueFactory = _ => 512 };
     public readonly Option<int> Height = new("--height") { Description = "Image height (multiple of 8)", DefaultValueFactory = _ => 512 };
     public readonly Option<string> DType = new("--dtype") { Description = "fp32 (exact) | bf16 (fast on CPUs with AVX-512 BF16)", DefaultValueFactory = _ => "fp32" };
@@ -106,7 +106,7 @@ public sealed class PipelineCliOptions
         Scheduler = p.GetValue(Scheduler)!,
         Steps = p.GetValue(Steps),
         GuidanceScale = p.GetValue(Guidance),
-        Seed = p.GetValue(Seed),
+        Seed = Robustness.Seeds.Given(p.GetValue(Seed)),
         Width = p.GetValue(Width),
         Height = p.GetValue(Height),
         VaeTiling = p.GetValue(VaeTiling),
@@ -117,7 +117,7 @@ public sealed class PipelineCliOptions
     {
         var items = new List<string>
         {
-            $"Steps: {r.Steps}", $"Sampler: {result.SchedulerName}", $"CFG scale: {r.GuidanceScale}", $"Seed: {(ulong)result.Seed}",
+            $"Steps: {r.Steps}", $"Sampler: {result.SchedulerName}", $"CFG scale: {r.GuidanceScale}", $"Seed: {result.Seed}",
             $"Size: {r.Width}x{r.Height}", $"Model: {pipeline.StableDiffusion.Name}",
         };
         if (GenerationModes.UsesElla(r.Mode))

@@ -25,6 +25,9 @@ public static class ErrorReport
         {
             EllaException => e.Message,
             IOException or UnauthorizedAccessException => e.Message,
+            // System.IO refusing a path argument: an empty path, or one with a NUL character.
+            ArgumentException { ParamName: "path" or "path1" or "path2" or "fileName" or "sourceFileName" or "destFileName" or "destinationFileName" }
+                => $"a path given is empty or invalid ({e.Message})",
             OutOfMemoryException or InsufficientMemoryException => $"out of memory ({e.Message}); lower --width/--height/--batch, or use --vae-tiling or --dtype bf16",
             _ when IsAllocationFailure(e.Message) => $"out of memory: {FirstLine(e.Message)}; lower --width/--height/--batch, or use --vae-tiling or --dtype bf16",
             _ => null,

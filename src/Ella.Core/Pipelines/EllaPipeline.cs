@@ -211,7 +211,7 @@ public sealed class EllaPipeline : IDisposable
                 if (cache.TryGetValue(prompt, out var same)) { features.Add(same); continue; }
                 var tok = _t5Tokenizer!.Encode(prompt, mode, maxLength, capFlexible: true);
                 if (tok.Truncated && warnings != null)
-                    warnings.Add($"prompt truncated to {maxLength} T5 tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(_t5Tokenizer.Decode(_t5Tokenizer.EncodeIds(prompt)[(maxLength - 1)..^1]))}\"");
+                    warnings.Add($"prompt truncated to {maxLength} T5 tokens (of {tok.UntruncatedLength}{(PromptText.Prefix(prompt, maxLength + 1).Length < prompt.Length ? " or more" : "")}); dropped: \"{Truncate(_t5Tokenizer.DroppedText(prompt, maxLength))}\"");
                 using var ids = tensor(tok.Ids.Select(i => (long)i).ToArray()).reshape(1, -1).to(DeviceOrCpu);
                 using var mask = tensor(tok.AttentionMask.Select(i => (long)i).ToArray()).reshape(1, -1).to(DeviceOrCpu);
                 var f = t5.forward(ids, mask).DetachFromDisposeScope();
@@ -241,7 +241,7 @@ public sealed class EllaPipeline : IDisposable
         {
             var tok = tokenizer.Encode(p);
             if (tok.Truncated && !negative)
-                warnings.Add($"prompt truncated to {tokenizer.ModelMaxLength} CLIP tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(tokenizer.TruncatedTail(p))}\"");
+                warnings.Add($"prompt truncated to {tokenizer.ModelMaxLength} CLIP tokens (of {tok.UntruncatedLength}{(PromptText.Prefix(p, tokenizer.ModelMaxLength + 1).Length < p.Length ? " or more" : "")}); dropped: \"{Truncate(tokenizer.TruncatedTail(p))}\"");
             rows.Add(tok.Ids.Select(i => (long)i).ToArray());
         }
         using var scope = NewDisposeScope();

@@ -34,4 +34,20 @@ public static class PromptText
         }
         return sb?.ToString() ?? prompt;
     }
+
+    /// <summary>No token of either tokenizer covers more characters than this (runs of spaces collapse before).</summary>
+    public const int MaxCharsPerToken = 64;
+
+    /// <summary>
+    /// The start of <paramref name="text"/> that can hold <paramref name="tokens"/> tokens: a longer text (a 1 MB
+    /// prompt) is cut before tokenizing, since everything past it would be truncated anyway. Never splits a surrogate pair.
+    /// </summary>
+    public static string Prefix(string text, int tokens)
+    {
+        long keep = (long)Math.Max(tokens, 1) * MaxCharsPerToken;
+        if (text.Length <= keep) return text;
+        int n = (int)keep;
+        if (char.IsHighSurrogate(text[n - 1])) n--;
+        return text[..n];
+    }
 }

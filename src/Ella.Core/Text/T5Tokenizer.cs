@@ -16,8 +16,6 @@ public sealed class T5Tokenizer
     public const int EosId = 1;
     public const int UnkId = 2;
     public const int DefaultMaxLength = 128;
-    /// <summary>Characters per token assumed when cutting a very long text before tokenizing it.</summary>
-    public const int MaxCharsPerToken = 64;
 
     readonly SentencePieceTokenizer _sp;
     readonly Dictionary<string, int> _added;
@@ -136,9 +134,8 @@ public sealed class T5Tokenizer
         if (mode == TokenLength.Fixed || capFlexible)
         {
             if (maxLength < 1) throw new EllaException($"max length must be at least 1, got {maxLength}");
-            // No piece is longer than this many characters: a longer text is cut before tokenizing (a 1 MB prompt).
-            long keep = (long)maxLength * MaxCharsPerToken;
-            if (text.Length > keep) text = text[..(char.IsHighSurrogate(text[(int)keep - 1]) ? (int)keep - 1 : (int)keep)];
+            // A text far longer than max length tokens is cut before tokenizing (a 1 MB prompt).
+            text = PromptText.Prefix(text, maxLength + 1);
         }
         int[] ids = EncodeIds(text);
         if (mode == TokenLength.Flexible && (!capFlexible || ids.Length <= maxLength))
@@ -155,6 +152,13 @@ public sealed class T5Tokenizer
         Array.Copy(kept, padded, kept.Length);
         for (int i = 0; i < kept.Length; i++) mask[i] = 1;
         return new TokenizedText(padded, mask, truncated, ids.Length);
+    }
+
+    /// <summary>What truncation to <paramref name="maxLength"/> tokens drops (at most 64 tokens of it), for warnings.</summary>
+    public string DroppedText(string text, int maxLength)
+    {
+        var ids = EncodeIds(PromptText.Prefix(text, maxLength + 64));
+        return ids.Length <= maxLength ? "" : Decode(ids[(maxLength - 1)..^1]);
     }
 
     public string Decode(IEnumerable<int> ids) =>

@@ -56,8 +56,8 @@ public static class DpgGenerateCommand
         if (File.Exists(outDir)) throw new EllaException($"--out {outDir}: is a file; give a folder for the grids");
         var all = DpgBenchCsv.LoadPrompts(promptDir).ToList();
         var (index, count) = ResolveShard(shardOption, Environment.GetEnvironmentVariable);
-        long baseSeed = p.GetValue(o.Seed) ?? Robustness.Seeds.Random();
-        if (p.GetValue(o.Seed) == null) ctx.Error.WriteLine($"base seed {Robustness.Seeds.Format(baseSeed)} (random); pass --seed {Robustness.Seeds.Format(baseSeed)} to resume with the same seeds");
+        long baseSeed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
+        if (Robustness.Seeds.Given(p.GetValue(o.Seed)) == null) ctx.Error.WriteLine($"base seed {Robustness.Seeds.Format(baseSeed)} (random); pass --seed {Robustness.Seeds.Format(baseSeed)} to resume with the same seeds");
         var mine = all.Select((kv, k) => (Id: kv.Key, Text: kv.Value, K: k)).Where(x => x.K % count == index).ToList();
         Directory.CreateDirectory(outDir);
         var todo = mine.Where(x => !File.Exists(Path.Combine(outDir, x.Id + ".png"))).ToList();
