@@ -57,7 +57,7 @@ public sealed class AutoencoderKLConfig
         if (!File.Exists(file)) throw new EllaException($"{file}: VAE config.json not found");
         try
         {
-            var cfg = JsonSerializer.Deserialize<AutoencoderKLConfig>(File.ReadAllText(file))!;
+            var cfg = ConfigChecks.Deserialize<AutoencoderKLConfig>(file, File.ReadAllText(file), "VAE config");
             cfg.Validate(file);
             return cfg;
         }

@@ -55,8 +55,9 @@ public sealed class ClipTextConfig
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(file));
             // A full CLIPModel config nests the text tower under text_config.
-            var root = doc.RootElement.TryGetProperty("text_config", out var tc) ? tc : doc.RootElement;
-            var cfg = root.Deserialize<ClipTextConfig>()!;
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new EllaException($"{file}: not a valid CLIP text config (expected a JSON object, found {doc.RootElement.ValueKind})");
+            var root = doc.RootElement.TryGetProperty("text_config", out var tc) && tc.ValueKind == JsonValueKind.Object ? tc : doc.RootElement;
+            var cfg = root.Deserialize<ClipTextConfig>() ?? throw new EllaException($"{file}: not a valid CLIP text config");
             cfg.Validate(file);
             return cfg;
         }

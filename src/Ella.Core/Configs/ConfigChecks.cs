@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace Ella.Configs;
 
 /// <summary>
@@ -20,5 +22,14 @@ public static class ConfigChecks
     public static void Count(string source, string key, int value)
     {
         if (value < 1 || value > MaxLayers) throw new EllaException($"{source}: {key} must be between 1 and {MaxLayers}, got {value}");
+    }
+
+    /// <summary>A config file's JSON, which must be an object (not null, an array or a number).</summary>
+    public static T Deserialize<T>(string file, string json, string what)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object)
+            throw new EllaException($"{file}: not a valid {what} (expected a JSON object, found {doc.RootElement.ValueKind})");
+        return doc.RootElement.Deserialize<T>() ?? throw new EllaException($"{file}: not a valid {what}");
     }
 }

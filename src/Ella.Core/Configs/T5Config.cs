@@ -56,7 +56,7 @@ public sealed class T5Config
         if (!File.Exists(file)) throw new EllaException($"{file}: T5 config.json not found");
         try
         {
-            var cfg = JsonSerializer.Deserialize<T5Config>(File.ReadAllText(file))!;
+            var cfg = ConfigChecks.Deserialize<T5Config>(file, File.ReadAllText(file), "T5 config");
             cfg.Validate(file);
             return cfg;
         }

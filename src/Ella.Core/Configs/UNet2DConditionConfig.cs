@@ -106,7 +106,10 @@ public sealed class UNet2DConditionConfig
         Require(CrossAttentionNorm == null, "cross_attention_norm is not supported");
         Require(ActFn == "silu", $"act_fn '{ActFn}' is not supported (silu)");
         Require(ConvInKernel % 2 == 1 && ConvOutKernel % 2 == 1, "conv kernels must be odd");
-        var heads = HeadsPerBlock();
+        int[] heads, layers;
+        try { heads = HeadsPerBlock(); layers = TransformerLayers(); }
+        catch (EllaException e) { throw new EllaException($"{source}: {e.Message.Replace("UNet config: ", "")}", e); }
+        foreach (int l in layers) ConfigChecks.Count(source, "transformer_layers_per_block", l);
         for (int i = 0; i < heads.Length; i++)
             Require(heads[i] > 0 && BlockOutChannels[i] % heads[i] == 0, $"block {i}: {BlockOutChannels[i]} channels are not divisible by {heads[i]} heads");
         foreach (int c in BlockOutChannels) Require(c % NormNumGroups == 0, $"{c} channels are not divisible by norm_num_groups {NormNumGroups}");
@@ -124,7 +127,7 @@ public sealed class UNet2DConditionConfig
         if (!File.Exists(file)) throw new EllaException($"{file}: UNet config.json not found");
         try
         {
-            var cfg = JsonSerializer.Deserialize<UNet2DConditionConfig>(File.ReadAllText(file))!;
+            var cfg = ConfigChecks.Deserialize<UNet2DConditionConfig>(file, File.ReadAllText(file), "UNet config");
             cfg.Validate(file);
             return cfg;
         }

@@ -104,6 +104,7 @@ public static class Checkpoint
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(index));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new CheckpointException($"{index}: expected a JSON object, found {doc.RootElement.ValueKind}");
             return doc.RootElement.EnumerateObject()
                 .Where(p => !p.Name.StartsWith('_') && p.Value.ValueKind == JsonValueKind.Array)
                 .Select(p => p.Name)

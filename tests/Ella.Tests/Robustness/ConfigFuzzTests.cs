@@ -76,7 +76,7 @@ public sealed class ConfigFuzzTests : IDisposable
 
         bool all = Environment.GetEnvironmentVariable("ELLA_FUZZ_CONFIG") == "all";
         var cases = Cases(sd, t5, ellaConfig).ToList();
-        int stride = all ? 1 : 5;
+        int stride = all ? 1 : 15;
         int tried = 0, worked = 0, refused = 0;
         var failures = new List<string>();
         var clock = System.Diagnostics.Stopwatch.StartNew();

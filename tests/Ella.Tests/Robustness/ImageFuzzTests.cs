@@ -186,7 +186,7 @@ public sealed class ImageFuzzTests : IDisposable
         {
             [], Png(30000, 30000, 8, 2, _ => [], idatOverride: [0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
             Png(128, 128, 16, 6, _ => new byte[128 * 8]), Png(128, 128, 8, 3, _ => new byte[128], [9, 9, 9]), Encoding.UTF8.GetBytes("text"),
-            Png(128, 128, 8, 0, _ => new byte[128])[..100], Png(3, 3, 8, 2, _ => new byte[9]),
+            Png(128, 128, 8, 0, _ => new byte[128]) is var t ? t[..(t.Length / 2)] : [], Png(3, 3, 8, 2, _ => new byte[9]),
         };
         for (int i = 0; i < names.Count; i++) File.WriteAllBytes(Path.Combine(images, names[i] + ".png"), odd[i % odd.Length]);
         var r = CliRunner.Run("dpg", "score", "--images", images, "--csv", Path.Combine(dpg, "dpg_bench.csv"), "--resolution", "64",

@@ -83,9 +83,13 @@ public sealed class TinyModels : IDisposable
         return dir;
     }
 
-    /// <summary>Common arguments of a fast `ella generate` (8 px latents, 2 steps).</summary>
-    public string[] Generate(params string[] extra) =>
-        ["generate", "--sd", Sd, "--t5", T5, "--ella", Ella64, "--steps", "2", "--width", "64", "--height", "64", "--seed", "1", .. extra];
+    /// <summary>Common arguments of a fast `ella generate` (2 steps, 16 px); flags in <paramref name="extra"/> replace them.</summary>
+    public string[] Generate(params string[] extra)
+    {
+        var defaults = new Dictionary<string, string> { ["--sd"] = Sd, ["--t5"] = T5, ["--ella"] = Ella64, ["--steps"] = "2", ["--width"] = "16", ["--height"] = "16", ["--seed"] = "1" };
+        foreach (var flag in extra) defaults.Remove(flag);
+        return ["generate", .. defaults.SelectMany(kv => new[] { kv.Key, kv.Value }), .. extra];
+    }
 
     /// <summary>Restores the thread count after a run that passed --threads.</summary>
     public static void OneThread() => set_num_threads(1);
