@@ -85,7 +85,7 @@ public sealed class UNet2DConditionConfig
         ConfigChecks.Size(source, "norm_num_groups", NormNumGroups);
         ConfigChecks.Count(source, "layers_per_block", LayersPerBlock);
         foreach (int c in BlockOutChannels!) ConfigChecks.Size(source, "block_out_channels", c);
-        Require(DownsamplePadding >= 0 && DownsamplePadding <= 16, $"downsample_padding {DownsamplePadding} is out of range");
+        Require(DownsamplePadding == 1, $"downsample_padding {DownsamplePadding} is not supported (1, as SD1.x/2.x)");
         Require(ConvInKernel is > 0 and < 32 && ConvOutKernel is > 0 and < 32, "conv_in_kernel and conv_out_kernel must be between 1 and 31");
         Require(double.IsFinite(NormEps) && NormEps > 0, $"norm_eps must be a positive number, got {NormEps}");
         Require(DownBlockTypes!.All(t => t != null) && UpBlockTypes!.All(t => t != null), "block types must be strings");
