@@ -12,11 +12,23 @@ public static class EllaCli
     public const int ExitOk = 0;
     public const int ExitInternal = 1;
     public const int ExitUsage = 2;
+    public const int ExitInterrupted = 130;
 
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <param name="interrupt">cancels the command as Ctrl-C does (tests); Ctrl-C itself is always wired</param>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken interrupt = default)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(interrupt);
+        // The first Ctrl-C asks the command to stop between steps; a second one ends the process at once.
+        ConsoleCancelEventHandler onCtrlC = (_, e) => { e.Cancel = !cancel.IsCancellationRequested; cancel.Cancel(); };
+        Console.CancelKeyPress += onCtrlC;
+        try { return RunCommand(args, stdout, stderr, cancel.Token); }
+        finally { Console.CancelKeyPress -= onCtrlC; }
+    }
+
+    static int RunCommand(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel)
     {
         var root = new RootCommand("EllaSharp: ELLA (LLM-conditioned Stable Diffusion) for .NET");
-        var context = new CliContext(stdout, stderr);
+        var context = new CliContext(stdout, stderr, cancel);
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(TokenizeCommand.Create(context));
         root.Subcommands.Add(GenerateCommand.Create(context));
@@ -37,18 +49,19 @@ public static class EllaCli
         {
             return parse.Invoke(config);
         }
-        catch (Exception e) when (e is EllaException)
+        catch (Exception thrown)
         {
-            stderr.WriteLine($"error: {e.Message}");
-            return ExitUsage;
-        }
-        catch (OperationCanceledException)
-        {
-            stderr.WriteLine("cancelled");
-            return 130;
-        }
-        catch (Exception e)
-        {
+            var e = Robustness.ErrorReport.Unwrap(thrown);
+            if (e is OperationCanceledException)
+            {
+                stderr.WriteLine("interrupted");
+                return ExitInterrupted;
+            }
+            if (Robustness.ErrorReport.UserMessage(e) is { } message)
+            {
+                stderr.WriteLine($"error: {message}");
+                return ExitUsage;
+            }
             stderr.WriteLine($"error: internal error ({e.GetType().Name}): {e.Message}");
             if (Environment.GetEnvironmentVariable("ELLA_DEBUG") == "1") stderr.WriteLine(e);
             else stderr.WriteLine("Set ELLA_DEBUG=1 to see the stack trace, and please report it.");
@@ -58,4 +71,4 @@ public static class EllaCli
 }
 
 /// <summary>Where a command writes; tests pass their own writers.</summary>
-public sealed record CliContext(TextWriter Out, TextWriter Error);
+public sealed record CliContext(TextWriter Out, TextWriter Error, CancellationToken Interrupt = default);

@@ -25,13 +25,15 @@ public static class CompareCommand
     {
         if (promptFile != null)
         {
-            if (!File.Exists(promptFile)) throw new EllaException($"--prompt-file {promptFile}: file not found");
-            prompt = File.ReadAllText(promptFile).Trim();
+            prompt = Robustness.PromptFiles.Read(promptFile);
         }
+        prompt = Text.PromptText.Clean(prompt);
+        negative = Text.PromptText.Clean(negative);
         if (string.IsNullOrEmpty(prompt)) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
+        Robustness.OutputFiles.Prepare([output], p.GetValue(o.NoOverwrite));
         var load = o.LoadOptions(p, [GenerationMode.Clip, GenerationMode.Ella]);
         using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
-        long seed = p.GetValue(o.Seed) ?? Random.Shared.NextInt64(0, 1L << 53);
+        long seed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
         var variants = new (string Label, GenerationMode Mode, TokenLength Length)[]
         {
             ("SD1.5 (CLIP)", GenerationMode.Clip, TokenLength.Fixed),
@@ -45,15 +47,16 @@ public static class CompareCommand
             var request = o.Request(p, [prompt], negative, mode, length) with { Seed = seed };
             pipeline.Validate(request);
             var progress = new StepProgressReporter(ctx.Error, StepProgressReporter.IsInteractive(ctx.Error), $"{label}: ");
-            using var result = pipeline.Generate(request, progress);
+            using var result = pipeline.Generate(request, progress, ctx.Interrupt);
             foreach (var w in result.Warnings) if (warnings.Add(w)) ctx.Error.WriteLine($"warning ({label}): {w}");
             cells.Add(RgbImage.FromTensor(result.Images[0]));
         }
         var grid = ImageGrid.Make(cells, cells.Count, variants.Select(v => v.Label).ToList(), gap: 4);
         grid.SavePng(output, new Dictionary<string, string>
         {
-            ["parameters"] = $"{prompt}\nNegative prompt: {negative}\nSteps: {p.GetValue(o.Steps)}, Sampler: {p.GetValue(o.Scheduler)}, CFG scale: {p.GetValue(o.Guidance)}, Seed: {seed}, Size: {p.GetValue(o.Width)}x{p.GetValue(o.Height)}, Grid: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, Version: EllaSharp",
+            ["parameters"] = $"{prompt}\nNegative prompt: {negative}\nSteps: {p.GetValue(o.Steps)}, Sampler: {p.GetValue(o.Scheduler)}, CFG scale: {p.GetValue(o.Guidance)}, Seed: {Robustness.Seeds.Format(seed)}, Size: {p.GetValue(o.Width)}x{p.GetValue(o.Height)}, Grid: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, Version: EllaSharp",
         });
+        ctx.Error.WriteLine($"seed {Robustness.Seeds.Format(seed)}");
         ctx.Out.WriteLine(output);
         return EllaCli.ExitOk;
     }

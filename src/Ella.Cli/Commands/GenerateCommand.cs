@@ -24,16 +24,23 @@ public static class GenerateCommand
         return command;
     }
 
+    /// <summary>The output file of each image: the path itself for one image, else &lt;stem&gt;-i.png.</summary>
+    static List<string> OutputPaths(string basePath, int n) => n == 1 ? [basePath]
+        : Enumerable.Range(0, n).Select(i => Path.Combine(Path.GetDirectoryName(basePath) ?? "", $"{Path.GetFileNameWithoutExtension(basePath)}-{i}{(Path.HasExtension(basePath) ? Path.GetExtension(basePath) : ".png")}")).ToList();
+
     static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, string? prompt, string? promptFile, string negative, int batch, string? output, string? embedsPath)
     {
         if (prompt != null && promptFile != null) throw new EllaException("give --prompt or --prompt-file, not both");
         if (promptFile != null)
         {
-            if (!File.Exists(promptFile)) throw new EllaException($"--prompt-file {promptFile}: file not found");
-            prompt = File.ReadAllText(promptFile).Trim();
+            prompt = Robustness.PromptFiles.Read(promptFile);
         }
         if (prompt == null && embedsPath == null) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
         var mode = GenerationModes.Parse(p.GetValue(o.Mode)!);
+        if (batch < 1 || batch > 4096) throw new EllaException($"--batch must be between 1 and 4096, got {batch}");
+        long seed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
+        var paths = OutputPaths(output ?? $"ella-{Robustness.Seeds.Format(seed)}.png", batch);
+        Robustness.OutputFiles.Prepare(paths, p.GetValue(o.NoOverwrite));
         var load = o.LoadOptions(p, [mode], needT5: embedsPath == null, oneShot: true);
 
         Tensor? promptEmbeds = null, negativeEmbeds = null;
@@ -48,32 +55,27 @@ public static class GenerateCommand
         using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
         var request = o.Request(p, prompt != null ? [prompt] : [], negative) with
         {
-            BatchSize = batch, PromptEmbeds = promptEmbeds, NegativePromptEmbeds = negativeEmbeds,
+            BatchSize = batch, PromptEmbeds = promptEmbeds, NegativePromptEmbeds = negativeEmbeds, Seed = seed,
         };
         pipeline.Validate(request);
         var progress = new StepProgressReporter(ctx.Error, StepProgressReporter.IsInteractive(ctx.Error));
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler handler = (_, e) => { e.Cancel = true; cancel.Cancel(); };
-        Console.CancelKeyPress += handler;
         try
         {
-            using var result = pipeline.Generate(request, progress, cancel.Token);
+            using var result = pipeline.Generate(request, progress, ctx.Interrupt);
             foreach (var w in result.Warnings) ctx.Error.WriteLine($"warning: {w}");
             int n = (int)result.Images.shape[0];
-            string basePath = output ?? $"ella-{result.Seed}.png";
             for (int i = 0; i < n; i++)
             {
-                string path = n == 1 ? basePath : Path.Combine(Path.GetDirectoryName(basePath) ?? "", $"{Path.GetFileNameWithoutExtension(basePath)}-{i}{(Path.HasExtension(basePath) ? Path.GetExtension(basePath) : ".png")}");
+                string path = paths[i];
                 var image = RgbImage.FromTensor(result.Images[i]);
-                image.SavePng(path, new Dictionary<string, string> { ["parameters"] = PipelineCliOptions.Parameters(pipeline, request, result, prompt ?? "(prompt embeddings)", i, p.GetValue(o.DType)!) });
+                image.SavePng(path, new Dictionary<string, string> { ["parameters"] = PipelineCliOptions.Parameters(pipeline, request, result, request.Prompts.Count > 0 ? request.Prompts[0] : "(prompt embeddings)", i, p.GetValue(o.DType)!) });
                 ctx.Out.WriteLine(path);
             }
-            ctx.Error.WriteLine($"seed {result.Seed}; encode {result.EncodeTime.TotalSeconds:F1} s, denoise {result.DenoiseTime.TotalSeconds:F1} s ({result.DenoiseTime.TotalSeconds / request.Steps:F2} s/step), decode {result.DecodeTime.TotalSeconds:F1} s");
+            ctx.Error.WriteLine($"seed {Robustness.Seeds.Format(result.Seed)}; encode {result.EncodeTime.TotalSeconds:F1} s, denoise {result.DenoiseTime.TotalSeconds:F1} s ({result.DenoiseTime.TotalSeconds / request.Steps:F2} s/step), decode {result.DecodeTime.TotalSeconds:F1} s");
             return EllaCli.ExitOk;
         }
         finally
         {
-            Console.CancelKeyPress -= handler;
             promptEmbeds?.Dispose();
             negativeEmbeds?.Dispose();
         }

@@ -24,7 +24,7 @@ public sealed class PipelineCliOptions
     public readonly Option<string> Scheduler = new("--scheduler") { Description = string.Join(" | ", SchedulerFactory.Names), DefaultValueFactory = _ => "dpm++2m" };
     public readonly Option<int> Steps = new("--steps") { Description = "Denoising steps", DefaultValueFactory = _ => 25 };
     public readonly Option<double> Guidance = new("--guidance") { Description = "Classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 7.5 };
-    public readonly Option<long?> Seed = new("--seed") { Description = "Seed of the CPU torch.Generator (same initial noise as diffusers); random when omitted" };
+    public readonly Option<long?> Seed = new("--seed") { Description = "Seed of the CPU torch.Generator (same initial noise as diffusers), 0 … 2^63−1; -1 or omitted: random (printed and stored in the PNG)", CustomParser = r => Robustness.Seeds.Parse(r) };
     public readonly Option<int> Width = new("--width") { Description = "Image width (multiple of 8)", DefaultValueFactory = _ => 512 };
     public readonly Option<int> Height = new("--height") { Description = "Image height (multiple of 8)", DefaultValueFactory = _ => 512 };
     public readonly Option<string> DType = new("--dtype") { Description = "fp32 (exact) | bf16 (fast on CPUs with AVX-512 BF16)", DefaultValueFactory = _ => "fp32" };
@@ -32,6 +32,8 @@ public sealed class PipelineCliOptions
     public readonly Option<int?> Threads = new("--threads") { Description = "Intra-op threads (default: one per core)" };
     public readonly Option<bool> LowMemory = new("--low-memory") { Description = "Load T5 only to encode prompts and free it before denoising (generate always does)" };
     public readonly Option<bool> VaeTiling = new("--vae-tiling") { Description = "Decode in overlapping 512-px tiles (bounded memory for large images)" };
+    public readonly Option<int> MaxPromptTokens = new("--max-prompt-tokens") { Description = "Flexible length: at most this many T5 tokens per prompt (longer prompts are cut, with a warning)", DefaultValueFactory = _ => 512 };
+    public readonly Option<bool> NoOverwrite = new("--no-overwrite") { Description = "Refuse to replace existing output files" };
 
     public PipelineCliOptions()
     {
@@ -44,7 +46,7 @@ public sealed class PipelineCliOptions
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { Sd, T5, TextEncoder, Ella, ClipTokenizer, Mode, TokenLength, MaxLength, Scheduler, Steps, Guidance, Seed, Width, Height, DType, Device, Threads, LowMemory, VaeTiling })
+        foreach (var o in new Option[] { Sd, T5, TextEncoder, Ella, ClipTokenizer, Mode, TokenLength, MaxLength, Scheduler, Steps, Guidance, Seed, Width, Height, DType, Device, Threads, LowMemory, VaeTiling, MaxPromptTokens, NoOverwrite })
             command.Options.Add(o);
     }
 
@@ -69,7 +71,10 @@ public sealed class PipelineCliOptions
         if (w <= 0 || h <= 0 || w % 8 != 0 || h % 8 != 0)
             throw new EllaException($"size {w}×{h}: --width and --height must be positive multiples of 8");
         if (p.GetValue(Steps) < 1) throw new EllaException($"--steps must be at least 1, got {p.GetValue(Steps)}");
-        if (p.GetValue(Guidance) < 0) throw new EllaException($"--guidance must be ≥ 0, got {p.GetValue(Guidance)}");
+        if (!(p.GetValue(Guidance) >= 0) || !double.IsFinite(p.GetValue(Guidance))) throw new EllaException($"--guidance must be a finite number ≥ 0, got {p.GetValue(Guidance)}");
+        if (p.GetValue(Threads) is { } t && (t < 1 || t > 1024)) throw new EllaException($"--threads must be between 1 and 1024, got {t}");
+        if (p.GetValue(MaxLength) is var ml && (ml < 2 || ml > Pipelines.Compatibility.RequestLimits.MaxTokens)) throw new EllaException($"--max-length must be between 2 and {Pipelines.Compatibility.RequestLimits.MaxTokens}, got {ml}");
+        if (p.GetValue(MaxPromptTokens) is var mp && (mp < 2 || mp > Pipelines.Compatibility.RequestLimits.MaxTokens)) throw new EllaException($"--max-prompt-tokens must be between 2 and {Pipelines.Compatibility.RequestLimits.MaxTokens}, got {mp}");
     }
 
     /// <param name="oneShot">the command encodes prompts once: T5 is loaded for that and freed before denoising</param>
@@ -97,15 +102,16 @@ public sealed class PipelineCliOptions
 
     public GenerationRequest Request(ParseResult p, IReadOnlyList<string> prompts, string negative, GenerationMode? mode = null, TokenLength? length = null) => new()
     {
-        Prompts = prompts,
-        NegativePrompt = negative,
+        Prompts = prompts.Select(PromptText.Clean).ToList(),
+        NegativePrompt = PromptText.Clean(negative),
         Mode = mode ?? GenerationModes.Parse(p.GetValue(Mode)!),
         TokenLength = length ?? (p.GetValue(TokenLength) == "fixed" ? Text.TokenLength.Fixed : Text.TokenLength.Flexible),
         MaxLength = p.GetValue(MaxLength),
+        MaxPromptTokens = p.GetValue(MaxPromptTokens),
         Scheduler = p.GetValue(Scheduler)!,
         Steps = p.GetValue(Steps),
         GuidanceScale = p.GetValue(Guidance),
-        Seed = p.GetValue(Seed),
+        Seed = Robustness.Seeds.Given(p.GetValue(Seed)),
         Width = p.GetValue(Width),
         Height = p.GetValue(Height),
         VaeTiling = p.GetValue(VaeTiling),

@@ -29,10 +29,21 @@ public sealed class AutoencoderKLConfig
     public void Validate(string source)
     {
         void Require(bool ok, string m) { if (!ok) throw new EllaException($"{source}: {m}"); }
-        Require(DownBlockTypes.Length == BlockOutChannels.Length && UpBlockTypes.Length == BlockOutChannels.Length,
+        Require(DownBlockTypes != null && UpBlockTypes != null && BlockOutChannels != null, "down_block_types, up_block_types and block_out_channels must be lists");
+        Require(BlockOutChannels!.Length is > 0 and <= 16, "block_out_channels must have 1 to 16 entries");
+        ConfigChecks.Size(source, "in_channels", InChannels);
+        ConfigChecks.Size(source, "out_channels", OutChannels);
+        ConfigChecks.Size(source, "latent_channels", LatentChannels);
+        ConfigChecks.Size(source, "norm_num_groups", NormNumGroups);
+        ConfigChecks.Count(source, "layers_per_block", LayersPerBlock);
+        foreach (int c in BlockOutChannels!) ConfigChecks.Size(source, "block_out_channels", c);
+        Require(double.IsFinite(ScalingFactor) && ScalingFactor != 0, $"scaling_factor must be a finite, non-zero number, got {ScalingFactor}");
+        Require(ShiftFactor is null || double.IsFinite(ShiftFactor.Value), "shift_factor must be finite");
+        Require(ActFn != null && DownBlockTypes!.All(t => t != null) && UpBlockTypes!.All(t => t != null), "act_fn and block types must be strings");
+        Require(DownBlockTypes!.Length == BlockOutChannels!.Length && UpBlockTypes!.Length == BlockOutChannels.Length,
             "down_block_types, up_block_types and block_out_channels must have the same length");
         foreach (var t in DownBlockTypes) Require(t == "DownEncoderBlock2D", $"down block type '{t}' is not supported (DownEncoderBlock2D)");
-        foreach (var t in UpBlockTypes) Require(t == "UpDecoderBlock2D", $"up block type '{t}' is not supported (UpDecoderBlock2D)");
+        foreach (var t in UpBlockTypes!) Require(t == "UpDecoderBlock2D", $"up block type '{t}' is not supported (UpDecoderBlock2D)");
         Require(ActFn == "silu", $"act_fn '{ActFn}' is not supported (silu)");
         foreach (int c in BlockOutChannels) Require(c % NormNumGroups == 0, $"{c} channels are not divisible by norm_num_groups {NormNumGroups}");
     }
@@ -46,7 +57,7 @@ public sealed class AutoencoderKLConfig
         if (!File.Exists(file)) throw new EllaException($"{file}: VAE config.json not found");
         try
         {
-            var cfg = JsonSerializer.Deserialize<AutoencoderKLConfig>(File.ReadAllText(file))!;
+            var cfg = ConfigChecks.Deserialize<AutoencoderKLConfig>(file, File.ReadAllText(file), "VAE config");
             cfg.Validate(file);
             return cfg;
         }

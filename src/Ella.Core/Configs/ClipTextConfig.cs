@@ -29,6 +29,16 @@ public sealed class ClipTextConfig
 
     public void Validate(string source)
     {
+        ConfigChecks.Size(source, "vocab_size", VocabSize);
+        ConfigChecks.Size(source, "hidden_size", HiddenSize);
+        ConfigChecks.Size(source, "intermediate_size", IntermediateSize);
+        ConfigChecks.Count(source, "num_hidden_layers", NumHiddenLayers);
+        ConfigChecks.Size(source, "num_attention_heads", NumAttentionHeads);
+        ConfigChecks.Size(source, "max_position_embeddings", MaxPositionEmbeddings);
+        if (!double.IsFinite(LayerNormEps) || LayerNormEps <= 0) throw new EllaException($"{source}: layer_norm_eps must be a positive number, got {LayerNormEps}");
+        foreach (var (k, v) in new[] { ("bos_token_id", BosTokenId), ("eos_token_id", EosTokenId), ("pad_token_id", PadTokenId) })
+            if (v < 0 || v >= VocabSize) throw new EllaException($"{source}: {k} {v} is outside the vocabulary (vocab_size {VocabSize})");
+        if (HiddenAct == null) throw new EllaException($"{source}: hidden_act must be a string");
         if (ModelType is not (null or "clip_text_model" or "clip"))
             throw new EllaException($"{source}: model_type '{ModelType}' is not a CLIP text model");
         if (HiddenSize % NumAttentionHeads != 0)
@@ -45,8 +55,9 @@ public sealed class ClipTextConfig
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(file));
             // A full CLIPModel config nests the text tower under text_config.
-            var root = doc.RootElement.TryGetProperty("text_config", out var tc) ? tc : doc.RootElement;
-            var cfg = root.Deserialize<ClipTextConfig>()!;
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new EllaException($"{file}: not a valid CLIP text config (expected a JSON object, found {doc.RootElement.ValueKind})");
+            var root = doc.RootElement.TryGetProperty("text_config", out var tc) && tc.ValueKind == JsonValueKind.Object ? tc : doc.RootElement;
+            var cfg = root.Deserialize<ClipTextConfig>() ?? throw new EllaException($"{file}: not a valid CLIP text config");
             cfg.Validate(file);
             return cfg;
         }

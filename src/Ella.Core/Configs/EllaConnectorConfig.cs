@@ -49,6 +49,10 @@ public sealed class EllaConnectorConfig
         if (OutDim is { } o) Positive("out_dim", o);
         if (OutputDim is { } p) Positive("output_dim", p);
         if (Width % Heads != 0) throw new EllaException($"{source}: width {Width} is not divisible by heads {Heads}");
+        foreach (var (k, v) in new[] { ("time_channel", TimeChannel), ("time_embed_dim", TimeEmbedDim), ("width", Width), ("heads", Heads), ("num_latents", NumLatents), ("input_dim", InputDim ?? 1), ("out_dim", OutDim ?? 1), ("output_dim", OutputDim ?? 1) })
+            ConfigChecks.Size(source, k, v);
+        ConfigChecks.Count(source, "layers", Layers);
+        if (ActFn == null) throw new EllaException($"{source}: act_fn must be a string");
     }
 
     /// <summary>

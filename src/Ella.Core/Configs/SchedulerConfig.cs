@@ -68,11 +68,28 @@ public sealed class SchedulerConfig
         }
     }
 
+    /// <summary>The values every scheduler relies on, checked when the file is read (each names its key).</summary>
+    public void Validate(string source)
+    {
+        void Require(bool ok, string m) { if (!ok) throw new EllaException($"{source}: {m}"); }
+        Require(NumTrainTimesteps is null or (>= 2 and <= 100_000), $"num_train_timesteps must be between 2 and 100000, got {NumTrainTimesteps}");
+        Require(BetaStart is null || (double.IsFinite(BetaStart.Value) && BetaStart > 0 && BetaStart < 1), $"beta_start must be in (0, 1), got {BetaStart}");
+        Require(BetaEnd is null || (double.IsFinite(BetaEnd.Value) && BetaEnd > 0 && BetaEnd < 1), $"beta_end must be in (0, 1), got {BetaEnd}");
+        Require(BetaSchedule is null or "linear" or "scaled_linear" or "squaredcos_cap_v2", $"beta_schedule '{BetaSchedule}' is not supported (linear, scaled_linear, squaredcos_cap_v2)");
+        Require(PredictionType is null or "epsilon" or "v_prediction" or "sample", $"prediction_type '{PredictionType}' is not supported (epsilon, v_prediction, sample)");
+        Require(TimestepSpacing is null or "linspace" or "leading" or "trailing", $"timestep_spacing '{TimestepSpacing}' is not supported (linspace, leading, trailing)");
+        Require(StepsOffset is null or (>= 0 and < 1000), $"steps_offset must be between 0 and 999, got {StepsOffset}");
+        Require(SolverOrder is null or (>= 1 and <= 3), $"solver_order must be 1, 2 or 3, got {SolverOrder}");
+        Require(TrainedBetas is null || (TrainedBetas.Length >= 2 && TrainedBetas.All(b => double.IsFinite(b) && b > 0 && b < 1)), "trained_betas must be a list of numbers in (0, 1)");
+    }
+
     public static SchedulerConfig Load(string path)
     {
         if (Directory.Exists(path)) path = Path.Combine(path, "scheduler_config.json");
         if (!File.Exists(path)) throw new EllaException($"{path}: scheduler config not found");
-        return Parse(File.ReadAllText(path), path);
+        var config = Parse(File.ReadAllText(path), path);
+        config.Validate(path);
+        return config;
     }
 
     /// <summary>The SD1.5 release's scheduler_config.json (PNDM), used when a checkpoint brings none.</summary>

@@ -37,6 +37,12 @@ public sealed class T5Config
             throw new EllaException($"{source}: model_type '{ModelType}' is not a T5 model");
         foreach (var (k, v) in new[] { ("vocab_size", VocabSize), ("d_model", DModel), ("d_kv", DKv), ("d_ff", DFf), ("num_layers", NumLayers), ("num_heads", NumHeads), ("relative_attention_num_buckets", RelativeAttentionNumBuckets) })
             if (v <= 0) throw new EllaException($"{source}: {k} must be positive, got {v}");
+        foreach (var (k, v) in new[] { ("vocab_size", VocabSize), ("d_model", DModel), ("d_kv", DKv), ("d_ff", DFf), ("num_heads", NumHeads), ("relative_attention_num_buckets", RelativeAttentionNumBuckets), ("relative_attention_max_distance", RelativeAttentionMaxDistance) })
+            ConfigChecks.Size(source, k, v);
+        ConfigChecks.Count(source, "num_layers", NumLayers);
+        if (!double.IsFinite(LayerNormEpsilon) || LayerNormEpsilon <= 0) throw new EllaException($"{source}: layer_norm_epsilon must be a positive number, got {LayerNormEpsilon}");
+        if (FeedForwardProj == null) throw new EllaException($"{source}: feed_forward_proj must be a string");
+        if (PadTokenId < 0 || PadTokenId >= VocabSize || EosTokenId < 0 || EosTokenId >= VocabSize) throw new EllaException($"{source}: pad_token_id and eos_token_id must be inside the vocabulary (vocab_size {VocabSize})");
         var parts = FeedForwardProj.Split('-');
         if (parts.Length > 2 || (parts.Length == 2 && parts[0] != "gated"))
             throw new EllaException($"{source}: feed_forward_proj '{FeedForwardProj}' must be '{{act}}' or 'gated-{{act}}'");
@@ -50,7 +56,7 @@ public sealed class T5Config
         if (!File.Exists(file)) throw new EllaException($"{file}: T5 config.json not found");
         try
         {
-            var cfg = JsonSerializer.Deserialize<T5Config>(File.ReadAllText(file))!;
+            var cfg = ConfigChecks.Deserialize<T5Config>(file, File.ReadAllText(file), "T5 config");
             cfg.Validate(file);
             return cfg;
         }

@@ -59,10 +59,13 @@ public sealed class UNet2DConditionConfig
         return PerBlock(source, "attention_head_dim");
     }
 
+    static int Int(JsonElement x, string key) => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out int v)
+        ? v : throw new EllaException($"UNet config: {key} must hold whole numbers, got {x.GetRawText()}");
+
     int[] PerBlock(JsonElement e, string key) => e.ValueKind switch
     {
-        JsonValueKind.Number => Enumerable.Repeat(e.GetInt32(), DownBlockTypes.Length).ToArray(),
-        JsonValueKind.Array => e.EnumerateArray().Select(x => x.GetInt32()).ToArray() is { } a && a.Length == DownBlockTypes.Length
+        JsonValueKind.Number => Enumerable.Repeat(Int(e, key), DownBlockTypes.Length).ToArray(),
+        JsonValueKind.Array => e.EnumerateArray().Select(x => Int(x, key)).ToArray() is { } a && a.Length == DownBlockTypes.Length
             ? a : throw new EllaException($"UNet config: {key} must have one value per down block ({DownBlockTypes.Length})"),
         _ => throw new EllaException($"UNet config: {key} must be an integer or a list"),
     };
@@ -74,10 +77,22 @@ public sealed class UNet2DConditionConfig
     public void Validate(string source)
     {
         void Require(bool ok, string message) { if (!ok) throw new EllaException($"{source}: {message}"); }
-        Require(DownBlockTypes.Length == BlockOutChannels.Length && UpBlockTypes.Length == BlockOutChannels.Length,
+        Require(DownBlockTypes != null && UpBlockTypes != null && BlockOutChannels != null, "down_block_types, up_block_types and block_out_channels must be lists");
+        Require(BlockOutChannels!.Length > 0, "block_out_channels must not be empty");
+        ConfigChecks.Size(source, "in_channels", InChannels);
+        ConfigChecks.Size(source, "out_channels", OutChannels);
+        ConfigChecks.Size(source, "cross_attention_dim", CrossAttentionDim);
+        ConfigChecks.Size(source, "norm_num_groups", NormNumGroups);
+        ConfigChecks.Count(source, "layers_per_block", LayersPerBlock);
+        foreach (int c in BlockOutChannels!) ConfigChecks.Size(source, "block_out_channels", c);
+        Require(DownsamplePadding == 1, $"downsample_padding {DownsamplePadding} is not supported (1, as SD1.x/2.x)");
+        Require(ConvInKernel is > 0 and < 32 && ConvOutKernel is > 0 and < 32, "conv_in_kernel and conv_out_kernel must be between 1 and 31");
+        Require(double.IsFinite(NormEps) && NormEps > 0, $"norm_eps must be a positive number, got {NormEps}");
+        Require(DownBlockTypes!.All(t => t != null) && UpBlockTypes!.All(t => t != null), "block types must be strings");
+        Require(DownBlockTypes!.Length == BlockOutChannels!.Length && UpBlockTypes!.Length == BlockOutChannels.Length,
             "down_block_types, up_block_types and block_out_channels must have the same length");
         foreach (var t in DownBlockTypes) Require(t is "CrossAttnDownBlock2D" or "DownBlock2D", $"down block type '{t}' is not supported (CrossAttnDownBlock2D, DownBlock2D)");
-        foreach (var t in UpBlockTypes) Require(t is "CrossAttnUpBlock2D" or "UpBlock2D", $"up block type '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D)");
+        foreach (var t in UpBlockTypes!) Require(t is "CrossAttnUpBlock2D" or "UpBlock2D", $"up block type '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D)");
         Require(MidBlockType is "UNetMidBlock2DCrossAttn", $"mid_block_type '{MidBlockType}' is not supported (UNetMidBlock2DCrossAttn)");
         Require(OnlyCrossAttention is null or { ValueKind: JsonValueKind.False or JsonValueKind.Null }, "only_cross_attention must be false");
         Require(!DualCrossAttention, "dual_cross_attention is not supported");
@@ -91,7 +106,10 @@ public sealed class UNet2DConditionConfig
         Require(CrossAttentionNorm == null, "cross_attention_norm is not supported");
         Require(ActFn == "silu", $"act_fn '{ActFn}' is not supported (silu)");
         Require(ConvInKernel % 2 == 1 && ConvOutKernel % 2 == 1, "conv kernels must be odd");
-        var heads = HeadsPerBlock();
+        int[] heads, layers;
+        try { heads = HeadsPerBlock(); layers = TransformerLayers(); }
+        catch (EllaException e) { throw new EllaException($"{source}: {e.Message.Replace("UNet config: ", "")}", e); }
+        foreach (int l in layers) ConfigChecks.Count(source, "transformer_layers_per_block", l);
         for (int i = 0; i < heads.Length; i++)
             Require(heads[i] > 0 && BlockOutChannels[i] % heads[i] == 0, $"block {i}: {BlockOutChannels[i]} channels are not divisible by {heads[i]} heads");
         foreach (int c in BlockOutChannels) Require(c % NormNumGroups == 0, $"{c} channels are not divisible by norm_num_groups {NormNumGroups}");
@@ -109,7 +127,7 @@ public sealed class UNet2DConditionConfig
         if (!File.Exists(file)) throw new EllaException($"{file}: UNet config.json not found");
         try
         {
-            var cfg = JsonSerializer.Deserialize<UNet2DConditionConfig>(File.ReadAllText(file))!;
+            var cfg = ConfigChecks.Deserialize<UNet2DConditionConfig>(file, File.ReadAllText(file), "UNet config");
             cfg.Validate(file);
             return cfg;
         }

@@ -80,30 +80,87 @@ public sealed class RgbImage
     }
 
     /// <summary>Writes a PNG atomically (temporary file, then rename).</summary>
-    public void SavePng(string path, IReadOnlyDictionary<string, string>? text = null)
+    public void SavePng(string path, IReadOnlyDictionary<string, string>? text = null) => IO.AtomicFile.WriteAllBytes(path, EncodePng(text));
+
+    /// <summary>Largest image <see cref="Load"/> decodes by default: PIL's limit (about 89.5 megapixels).</summary>
+    public const long DefaultMaxPixels = 89_478_485;
+
+    /// <summary>The limit <see cref="Load"/> uses when none is given (the CLI's --max-pixels sets it for one command).</summary>
+    public static long MaxPixels { get; private set; } = DefaultMaxPixels;
+
+    /// <summary>Sets <see cref="MaxPixels"/> until the returned scope is disposed.</summary>
+    public static IDisposable LimitPixels(long maxPixels)
     {
-        string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = full + $".tmp-{Environment.ProcessId}";
-        File.WriteAllBytes(tmp, EncodePng(text));
-        File.Move(tmp, full, overwrite: true);
+        long previous = MaxPixels;
+        MaxPixels = maxPixels;
+        return new RestoreLimit(previous);
     }
 
-    /// <summary>Decodes a PNG or JPEG file; throws an <see cref="EllaException"/> naming the file when it cannot.</summary>
-    public static RgbImage Load(string path)
+    sealed class RestoreLimit(long previous) : IDisposable
     {
-        using var bitmap = SKBitmap.Decode(path) ?? throw new EllaException($"{path}: not a readable PNG or JPEG image");
-        using var converted = bitmap.Copy(SKColorType.Rgba8888) ?? throw new EllaException($"{path}: unsupported pixel format");
-        var rgba = converted.Bytes;
-        var image = new RgbImage(converted.Width, converted.Height);
-        int stride = converted.RowBytes;
+        public void Dispose() => MaxPixels = previous;
+    }
+
+    /// <summary>
+    /// Decodes a PNG or JPEG file (any bit depth, palette, grayscale; alpha is dropped as PIL's convert("RGB") does;
+    /// a JPEG's EXIF orientation is applied). The size is read from the header first: an image above
+    /// <paramref name="maxPixels"/> (a decompression bomb) is refused before decoding. Empty, truncated or undecodable
+    /// files get an <see cref="EllaException"/> naming the file.
+    /// </summary>
+    public static RgbImage Load(string path, long? maxPixels = null)
+    {
+        long limit = maxPixels ?? MaxPixels;
+        if (Directory.Exists(path)) throw new EllaException($"{path}: is a folder, not an image");
+        if (!File.Exists(path)) throw new EllaException($"{path}: image not found");
+        if (new FileInfo(path).Length == 0) throw new EllaException($"{path}: empty file (0 bytes), not an image");
+        using var stream = File.OpenRead(path);
+        using var codec = SKCodec.Create(stream, out var created)
+                          ?? throw new EllaException($"{path}: not a readable PNG or JPEG image ({created})");
+        var info = codec.Info;
+        long pixels = (long)info.Width * info.Height;
+        if (info.Width <= 0 || info.Height <= 0) throw new EllaException($"{path}: the image header gives a size of {info.Width}×{info.Height}");
+        if (pixels > limit)
+            throw new EllaException($"{path}: {info.Width}×{info.Height} is {pixels:N0} pixels, above the limit of {limit:N0} (--max-pixels); refused before decoding");
+        var target = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var bitmap = new SKBitmap(target);
+        var result = codec.GetPixels(target, bitmap.GetPixels());
+        if (result == SKCodecResult.IncompleteInput) throw new EllaException($"{path}: the image file is truncated");
+        if (result != SKCodecResult.Success) throw new EllaException($"{path}: cannot decode the image ({result})");
+        var rgba = bitmap.Bytes;
+        var image = new RgbImage(info.Width, info.Height);
+        int stride = bitmap.RowBytes;
         for (int y = 0; y < image.Height; y++)
             for (int x = 0; x < image.Width; x++)
             {
                 int s = y * stride + x * 4, d = (y * image.Width + x) * 3;
                 image.Pixels[d] = rgba[s]; image.Pixels[d + 1] = rgba[s + 1]; image.Pixels[d + 2] = rgba[s + 2];
             }
-        return image;
+        return image.Oriented(codec.EncodedOrigin);
+    }
+
+    /// <summary>The image as displayed under an EXIF orientation (1–8).</summary>
+    public RgbImage Oriented(SKEncodedOrigin origin)
+    {
+        int w = Width, h = Height;
+        bool swap = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        if (origin == SKEncodedOrigin.TopLeft || (int)origin < 1 || (int)origin > 8) return this;
+        var result = swap ? new RgbImage(h, w) : new RgbImage(w, h);
+        for (int y = 0; y < result.Height; y++)
+            for (int x = 0; x < result.Width; x++)
+            {
+                var (sx, sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (w - 1 - x, y),
+                    SKEncodedOrigin.BottomRight => (w - 1 - x, h - 1 - y),
+                    SKEncodedOrigin.BottomLeft => (x, h - 1 - y),
+                    SKEncodedOrigin.LeftTop => (y, x),
+                    SKEncodedOrigin.RightTop => (y, h - 1 - x),
+                    SKEncodedOrigin.RightBottom => (w - 1 - y, h - 1 - x),
+                    _ => (w - 1 - y, x), // LeftBottom
+                };
+                Array.Copy(Pixels, (sy * w + sx) * 3, result.Pixels, (y * result.Width + x) * 3, 3);
+            }
+        return result;
     }
 }
 

@@ -43,6 +43,7 @@ public sealed class EllaPipeline : IDisposable
     public static EllaPipeline Load(PipelineLoadOptions options, Action<string>? log = null)
     {
         Native.TorchRuntime.Initialize();
+        Compatibility.ModelCompatibility.Check(options);
         var sw = Stopwatch.StartNew();
         var sd = StableDiffusionModel.Load(options.StableDiffusion, options.DType, options.Device, options.LoadClip, options.ClipTokenizer);
         log?.Invoke($"loaded Stable Diffusion ({sd.Name}) in {sw.Elapsed.TotalSeconds:F1} s");
@@ -123,6 +124,7 @@ public sealed class EllaPipeline : IDisposable
         if (r.Width <= 0 || r.Height <= 0 || r.Width % f != 0 || r.Height % f != 0)
             throw new EllaException($"size {r.Width}×{r.Height}: width and height must be positive multiples of {f}");
         if (r.Prompts.Count == 0 && r.PromptEmbeds is null) throw new EllaException("no prompt given");
+        Compatibility.RequestCompatibility.CheckTextToImage(StableDiffusion, _options.StableDiffusion);
         if (r.PromptEmbeds is { } pe)
         {
             if (r.Mode != GenerationMode.Ella) throw new EllaException("prompt embeddings can only be used with --mode ella");
@@ -141,6 +143,7 @@ public sealed class EllaPipeline : IDisposable
         if (GenerationModes.UsesClip(r.Mode) && StableDiffusion.TextEncoder == null)
             throw new EllaException($"--mode {GenerationModes.Name(r.Mode)} needs the CLIP text encoder, which was not loaded");
         if (r.TokenLength == TokenLength.Fixed && r.MaxLength < 2) throw new EllaException($"max length must be at least 2, got {r.MaxLength}");
+        Compatibility.RequestLimits.Check(r, StableDiffusion, _options.DType);
         if (!SchedulerFactory.IsKnown(r.Scheduler))
             throw new EllaException($"unknown scheduler '{r.Scheduler}' (choose one of: {string.Join(", ", SchedulerFactory.Names)})");
     }
@@ -150,6 +153,7 @@ public sealed class EllaPipeline : IDisposable
         lock (_gate)
         {
             Validate(request);
+            request = request with { Prompts = request.Prompts.Select(PromptText.Clean).ToList(), NegativePrompt = PromptText.Clean(request.NegativePrompt) };
             using var mode = inference_mode();
             using var scope = NewDisposeScope();
             var warnings = new List<string>();
@@ -206,7 +210,7 @@ public sealed class EllaPipeline : IDisposable
     /// <summary>The negative prompt's condition, cached per timestep across calls (it depends on t only).</summary>
     CachedConditioner NegativeCondition(GenerationRequest r, List<string> warnings)
     {
-        var key = (r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : 0);
+        var key = (r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens);
         if (!_negativeCache.TryGetValue(key, out var cached))
         {
             if (_negativeCache.Count >= 8)
@@ -246,7 +250,7 @@ public sealed class EllaPipeline : IDisposable
                 var e = encoder.Encode(prompt, mode, maxLength);
                 var f = e.Features.DetachFromDisposeScope();
                 if (e.Truncated && warnings != null)
-                    warnings.Add($"prompt truncated to {f.shape[1]} {TextEncoderKinds.TokenUnit(_options.TextEncoder)} tokens (of {e.UntruncatedLength}); dropped: \"{Truncate(e.DroppedText ?? "")}\"");
+                    warnings.Add($"prompt truncated to {f.shape[1]} {TextEncoderKinds.TokenUnit(_options.TextEncoder)} tokens (of {e.UntruncatedLength}{(PromptText.Prefix(prompt, maxLength + 1).Length < prompt.Length ? " or more" : "")}); dropped: \"{Truncate(e.DroppedText ?? "")}\"");
                 cache[prompt] = f;
                 features.Add(f);
             }
@@ -264,7 +268,7 @@ public sealed class EllaPipeline : IDisposable
 
     IConditioner EllaCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
-        var features = EncodeText(prompts, r.TokenLength, r.MaxLength, negative ? null : warnings);
+        var features = EncodeText(prompts, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens, negative ? null : warnings);
         try { return new EllaConditioner(Connector!, features, _options.DType); }
         finally { foreach (var f in features.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>()) f.Dispose(); }
     }
@@ -277,7 +281,7 @@ public sealed class EllaPipeline : IDisposable
         {
             var tok = tokenizer.Encode(p);
             if (tok.Truncated && !negative)
-                warnings.Add($"prompt truncated to {tokenizer.ModelMaxLength} CLIP tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(tokenizer.TruncatedTail(p))}\"");
+                warnings.Add($"prompt truncated to {tokenizer.ModelMaxLength} CLIP tokens (of {tok.UntruncatedLength}{(PromptText.Prefix(p, tokenizer.ModelMaxLength + 1).Length < p.Length ? " or more" : "")}); dropped: \"{Truncate(tokenizer.TruncatedTail(p))}\"");
             rows.Add(tok.Ids.Select(i => (long)i).ToArray());
         }
         using var scope = NewDisposeScope();

@@ -59,6 +59,8 @@ public sealed record GenerationRequest
     public GenerationMode Mode { get; init; } = GenerationMode.Ella;
     public TokenLength TokenLength { get; init; } = TokenLength.Flexible;
     public int MaxLength { get; init; } = T5Tokenizer.DefaultMaxLength;
+    /// <summary>Flexible length: at most this many T5 tokens per prompt (longer prompts are cut, with a warning).</summary>
+    public int MaxPromptTokens { get; init; } = 512;
     public string Scheduler { get; init; } = "dpm++2m";
     public int Steps { get; init; } = 25;
     public double GuidanceScale { get; init; } = 7.5;

@@ -34,7 +34,8 @@ public sealed class PndmScheduler : SchedulerBase
             asc = Linspace(0, NumTrain - 1, numInferenceSteps).Select(v => Math.Round(v)).ToArray();
         else
             asc = SpacedTimesteps(numInferenceSteps, round: true).Reverse().ToArray();
-        var plms = asc.Take(asc.Length - 1).Concat(asc.Skip(asc.Length - 2).Take(1)).Concat(asc.Skip(asc.Length - 1)).Reverse();
+        // (numpy's timesteps[-2:-1] is empty for one step: then there is no repeat.)
+        var plms = asc.Take(asc.Length - 1).Concat(asc.Length >= 2 ? asc.Skip(asc.Length - 2).Take(1) : []).Concat(asc.Skip(asc.Length - 1)).Reverse();
         TimestepValues = plms.Select(t => (double)(long)t).ToArray();
         Reset();
     }

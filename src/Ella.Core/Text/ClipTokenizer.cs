@@ -159,7 +159,7 @@ public sealed class ClipTokenizer
     {
         int max = maxLength ?? ModelMaxLength;
         if (max < 2) throw new EllaException($"CLIP max length must be at least 2, got {max}");
-        int[] ids = EncodeIds(text);
+        int[] ids = EncodeIds(PromptText.Prefix(text, max + 1));
         bool truncated = ids.Length > max;
         var kept = truncated ? ids.Take(max - 1).Append(EosId).ToArray() : ids;
         var padded = Enumerable.Repeat(PadId, max).ToArray();
@@ -175,7 +175,7 @@ public sealed class ClipTokenizer
     public string TruncatedTail(string text, int? maxLength = null)
     {
         int max = maxLength ?? ModelMaxLength;
-        int[] ids = EncodeIds(text);
+        int[] ids = EncodeIds(PromptText.Prefix(text, max + 64));
         return ids.Length <= max ? "" : Decode(ids.Skip(max - 1).Take(ids.Length - max));
     }
 

@@ -127,11 +127,24 @@ public sealed class T5Tokenizer
     /// ELLA's two calls: flexible (<c>tokenizer(text)</c>, no padding) or fixed
     /// (<c>max_length, padding="max_length", truncation=True</c>: first max_length−1 ids, then <c>&lt;/s&gt;</c>, then pad 0).
     /// </summary>
-    public TokenizedText Encode(string text, TokenLength mode = TokenLength.Flexible, int maxLength = DefaultMaxLength)
+    /// <param name="capFlexible">flexible mode too keeps at most <paramref name="maxLength"/> ids (the first
+    /// maxLength−1, then <c>&lt;/s&gt;</c>), without padding</param>
+    public TokenizedText Encode(string text, TokenLength mode = TokenLength.Flexible, int maxLength = DefaultMaxLength, bool capFlexible = false)
     {
+        if (mode == TokenLength.Fixed || capFlexible)
+        {
+            if (maxLength < 1) throw new EllaException($"max length must be at least 1, got {maxLength}");
+            // A text far longer than max length tokens is cut before tokenizing (a 1 MB prompt).
+            text = PromptText.Prefix(text, maxLength + 1);
+        }
         int[] ids = EncodeIds(text);
-        if (mode == TokenLength.Flexible) return new TokenizedText(ids, Enumerable.Repeat(1, ids.Length).ToArray(), false, ids.Length);
-        if (maxLength < 1) throw new EllaException($"max length must be at least 1, got {maxLength}");
+        if (mode == TokenLength.Flexible && (!capFlexible || ids.Length <= maxLength))
+            return new TokenizedText(ids, Enumerable.Repeat(1, ids.Length).ToArray(), false, ids.Length);
+        if (mode == TokenLength.Flexible)
+        {
+            var cut = ids.Take(maxLength - 1).Append(EosId).ToArray();
+            return new TokenizedText(cut, Enumerable.Repeat(1, cut.Length).ToArray(), true, ids.Length);
+        }
         bool truncated = ids.Length > maxLength;
         var kept = truncated ? ids.Take(maxLength - 1).Append(EosId).ToArray() : ids;
         var padded = new int[maxLength];
@@ -139,6 +152,13 @@ public sealed class T5Tokenizer
         Array.Copy(kept, padded, kept.Length);
         for (int i = 0; i < kept.Length; i++) mask[i] = 1;
         return new TokenizedText(padded, mask, truncated, ids.Length);
+    }
+
+    /// <summary>What truncation to <paramref name="maxLength"/> tokens drops (at most 64 tokens of it), for warnings.</summary>
+    public string DroppedText(string text, int maxLength)
+    {
+        var ids = EncodeIds(PromptText.Prefix(text, maxLength + 64));
+        return ids.Length <= maxLength ? "" : Decode(ids[(maxLength - 1)..^1]);
     }
 
     public string Decode(IEnumerable<int> ids) =>

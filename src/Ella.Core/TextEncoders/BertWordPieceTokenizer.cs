@@ -51,14 +51,14 @@ public sealed class BertWordPieceTokenizer
     static string WhitespaceAsSpace(string text) => text.Replace('\t', ' ').Replace('\n', ' ').Replace('\r', ' ');
 
     /// <summary>
-    /// Flexible: the prompt's own ids, truncated to <see cref="ModelMaxLength"/> if longer. Fixed: padded or truncated
+    /// Flexible: the prompt's own ids, truncated to <paramref name="maxLength"/> or <see cref="ModelMaxLength"/> if longer. Fixed: padded or truncated
     /// to <paramref name="maxLength"/> as <c>tokenizer(text, max_length, padding="max_length", truncation=True)</c>
     /// does: [CLS], the first max_length−2 word pieces, [SEP], then [PAD]s.
     /// </summary>
     public TokenizedText Encode(string text, TokenLength mode, int maxLength)
     {
         int[] ids = EncodeIds(text);
-        int limit = mode == TokenLength.Fixed ? maxLength : ModelMaxLength;
+        int limit = mode == TokenLength.Fixed ? maxLength : Math.Min(maxLength, ModelMaxLength);
         if (limit < 2) throw new EllaException($"max length must be at least 2, got {limit}");
         if (limit > ModelMaxLength) throw new EllaException($"max length {limit} exceeds this text encoder's limit of {ModelMaxLength} tokens");
         bool truncated = ids.Length > limit;

@@ -17,7 +17,7 @@ public interface ITextFeatureEncoder : IDisposable
 
     /// <summary>
     /// Features of one prompt, [1, L, <see cref="HiddenSize"/>] in the encoder's dtype and device. Flexible: L is the
-    /// prompt's own token count; fixed: L = <paramref name="maxLength"/> (padded, or truncated keeping the end token).
+    /// prompt's own token count, capped at <paramref name="maxLength"/> (the end token kept last); fixed: L = <paramref name="maxLength"/> (padded, or truncated keeping the end token).
     /// </summary>
     EncodedText Encode(string prompt, TokenLength mode, int maxLength);
 }

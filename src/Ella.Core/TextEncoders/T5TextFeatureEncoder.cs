@@ -28,8 +28,8 @@ public sealed class T5TextFeatureEncoder : ITextFeatureEncoder
 
     public EncodedText Encode(string prompt, TokenLength mode, int maxLength)
     {
-        var tok = _tokenizer.Encode(prompt, mode, maxLength);
-        string? dropped = tok.Truncated ? _tokenizer.Decode(_tokenizer.EncodeIds(prompt)[(maxLength - 1)..^1]) : null;
+        var tok = _tokenizer.Encode(prompt, mode, maxLength, capFlexible: true);
+        string? dropped = tok.Truncated ? _tokenizer.DroppedText(prompt, maxLength) : null;
         using var noGrad = no_grad();
         using var ids = tensor(tok.Ids.Select(i => (long)i).ToArray()).reshape(1, -1).to(_device);
         using var mask = tensor(tok.AttentionMask.Select(i => (long)i).ToArray()).reshape(1, -1).to(_device);

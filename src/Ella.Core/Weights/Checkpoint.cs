@@ -61,8 +61,11 @@ public static class Checkpoint
     static bool LooksLikeZipOrPickle(string path)
     {
         using var fs = File.OpenRead(path);
-        Span<byte> head = stackalloc byte[2];
-        if (fs.Read(head) < 2) return false;
+        Span<byte> head = stackalloc byte[9];
+        int n = fs.ReadAtLeast(head, 9, throwOnEndOfStream: false);
+        if (n < 2) return false;
+        // A safetensors header (8-byte length, then '{') may start with 0x80 too: a length of 0x…80 bytes.
+        if (n == 9 && head[8] == (byte)'{') return false;
         return (head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80; // zip (torch.save) or a pickle protocol byte
     }
 
@@ -101,6 +104,7 @@ public static class Checkpoint
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(index));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new CheckpointException($"{index}: expected a JSON object, found {doc.RootElement.ValueKind}");
             return doc.RootElement.EnumerateObject()
                 .Where(p => !p.Name.StartsWith('_') && p.Value.ValueKind == JsonValueKind.Array)
                 .Select(p => p.Name)

@@ -15,6 +15,26 @@ public static class StateDictLoader
     /// <returns>The number of tensors loaded.</returns>
     public static int Load(torch.nn.Module module, ITensorSource source, IEnumerable<string>? ignore = null)
     {
+        var targets = CheckFits(module, source, ignore);
+        int loaded = 0;
+        source.PrefetchAll();
+        using (torch.no_grad())
+        {
+            foreach (var name in source.ReadOrder(targets.Keys.Where(source.Contains).ToList()))
+            {
+                source.ReadInto(name, targets[name]);
+                loaded++;
+            }
+        }
+        return loaded;
+    }
+
+    /// <summary>
+    /// Names and shapes only (the module may live on the meta device): throws one <see cref="CheckpointException"/>
+    /// listing missing keys, unexpected keys and shape mismatches.
+    /// </summary>
+    public static Dictionary<string, torch.Tensor> CheckFits(torch.nn.Module module, ITensorSource source, IEnumerable<string>? ignore = null)
+    {
         var ignored = new HashSet<string>(ignore ?? [], StringComparer.Ordinal);
         var targets = module.state_dict();
         var missing = targets.Keys.Where(k => !source.Contains(k) && !ignored.Contains(k)).ToList();
@@ -35,18 +55,7 @@ public static class StateDictLoader
             Append(sb, "shape mismatches", mismatched);
             throw new CheckpointException(sb.ToString());
         }
-
-        int loaded = 0;
-        source.PrefetchAll();
-        using (torch.no_grad())
-        {
-            foreach (var name in source.ReadOrder(targets.Keys.Where(source.Contains).ToList()))
-            {
-                source.ReadInto(name, targets[name]);
-                loaded++;
-            }
-        }
-        return loaded;
+        return targets;
     }
 
     static void Append(StringBuilder sb, string title, List<string> items)

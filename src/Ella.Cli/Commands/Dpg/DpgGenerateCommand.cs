@@ -40,7 +40,9 @@ public static class DpgGenerateCommand
         }
         string? index = env("JOB_COMPLETION_INDEX");
         if (index == null && env("SLURM_ARRAY_TASK_ID") is { } slurm)
-            index = (int.Parse(slurm) - int.Parse(env("SLURM_ARRAY_TASK_MIN") ?? "0")).ToString();
+            index = int.TryParse(slurm, out int task) && int.TryParse(env("SLURM_ARRAY_TASK_MIN") ?? "0", out int min)
+                ? (task - min).ToString()
+                : throw new EllaException($"SLURM_ARRAY_TASK_ID '{slurm}' (or SLURM_ARRAY_TASK_MIN) is not a whole number");
         if (index == null) return (0, 1);
         string? count = env("ELLA_SHARD_COUNT") ?? env("SLURM_ARRAY_TASK_COUNT");
         if (count == null || !int.TryParse(count, out int total) || !int.TryParse(index, out int idx) || idx < 0 || idx >= total)
@@ -50,10 +52,12 @@ public static class DpgGenerateCommand
 
     static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, string promptDir, string outDir, int perPrompt, string? shardOption, string negative)
     {
-        if (perPrompt < 1) throw new EllaException($"--images-per-prompt must be at least 1, got {perPrompt}");
+        if (perPrompt < 1 || perPrompt > 4096) throw new EllaException($"--images-per-prompt must be between 1 and 4096, got {perPrompt}");
+        if (File.Exists(outDir)) throw new EllaException($"--out {outDir}: is a file; give a folder for the grids");
         var all = DpgBenchCsv.LoadPrompts(promptDir).ToList();
         var (index, count) = ResolveShard(shardOption, Environment.GetEnvironmentVariable);
-        long baseSeed = p.GetValue(o.Seed) ?? 0;
+        long baseSeed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
+        if (Robustness.Seeds.Given(p.GetValue(o.Seed)) == null) ctx.Error.WriteLine($"base seed {Robustness.Seeds.Format(baseSeed)} (random); pass --seed {Robustness.Seeds.Format(baseSeed)} to resume with the same seeds");
         var mine = all.Select((kv, k) => (Id: kv.Key, Text: kv.Value, K: k)).Where(x => x.K % count == index).ToList();
         Directory.CreateDirectory(outDir);
         var todo = mine.Where(x => !File.Exists(Path.Combine(outDir, x.Id + ".png"))).ToList();
@@ -70,13 +74,14 @@ public static class DpgGenerateCommand
             var (id, text, k) = todo[n];
             var request = o.Request(p, [text.Trim()], negative) with { BatchSize = perPrompt, Seed = baseSeed + k };
             pipeline.Validate(request);
-            using var result = pipeline.Generate(request);
+            // Ctrl-C stops between steps; the grids already written stay, and the next run resumes after them.
+            using var result = pipeline.Generate(request, cancellation: ctx.Interrupt);
             foreach (var w in result.Warnings) ctx.Error.WriteLine($"warning ({id}): {w}");
             var cells = Enumerable.Range(0, perPrompt).Select(i => RgbImage.FromTensor(result.Images[i])).ToList();
             var grid = perPrompt == 1 ? cells[0] : ImageGrid.Make(cells, columns);
             grid.SavePng(Path.Combine(outDir, id + ".png"), new Dictionary<string, string>
             {
-                ["parameters"] = PipelineCliOptions.Parameters(pipeline, request, result, text.Trim(), 0, p.GetValue(o.DType)!) + $", Grid: {columns}x{(perPrompt + columns - 1) / columns}",
+                ["parameters"] = PipelineCliOptions.Parameters(pipeline, request, result, request.Prompts[0], 0, p.GetValue(o.DType)!) + $", Grid: {columns}x{(perPrompt + columns - 1) / columns}",
             });
             double perItem = clock.Elapsed.TotalSeconds / (n + 1);
             string line = $"[{n + 1}/{todo.Count}] {id}.png  {perItem:F1} s/prompt  ETA {TimeSpan.FromSeconds(perItem * (todo.Count - n - 1)):hh\\:mm\\:ss}";

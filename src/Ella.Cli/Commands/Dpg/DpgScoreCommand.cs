@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Ella.Evaluation.DpgBench;
 using Ella.Evaluation.Judges;
+using Ella.Imaging;
 
 namespace Ella.Cli.Commands.Dpg;
 
@@ -28,10 +29,13 @@ public static class DpgScoreCommand
         var retries = new Option<int>("--retries") { Description = "openai: retries per question (exponential backoff)", DefaultValueFactory = _ => 5 };
         var output = new Option<string?>("--out") { Description = "Folder for dpg_results.csv and dpg_detail.txt (default: the images folder)" };
         var json = new Option<bool>("--json") { Description = "Print {\"score\", \"l1\", \"l2\", \"items\", \"scored\", \"skipped\"} (scores ×100)" };
+        var maxPixels = new Option<long>("--max-pixels") { Description = "Largest image read, in pixels (checked from the header before decoding)", DefaultValueFactory = _ => RgbImage.DefaultMaxPixels };
         var command = new Command("score", "Score generated DPG-Bench images with a VQA judge")
-            { images, csv, resolution, picNum, scoring, judge, answers, endpoint, model, apiKeyEnv, parallel, retries, output, json };
+            { images, csv, resolution, picNum, scoring, judge, answers, endpoint, model, apiKeyEnv, parallel, retries, output, json, maxPixels };
         command.SetAction(async (p, ct) =>
         {
+            if (p.GetValue(maxPixels) < 1) throw new EllaException($"--max-pixels must be at least 1, got {p.GetValue(maxPixels)}");
+            using var limit = RgbImage.LimitPixels(p.GetValue(maxPixels));
             string outDir = p.GetValue(output) ?? p.GetValue(images)!;
             var rows = DpgBenchCsv.Load(p.GetValue(csv)!);
             Directory.CreateDirectory(outDir);
@@ -115,11 +119,9 @@ public static class DpgScoreCommand
 
     static void WriteAtomic(string path, string text)
     {
-        string tmp = path + $".tmp-{Environment.ProcessId}";
         try
         {
-            File.WriteAllText(tmp, text);
-            File.Move(tmp, path, true);
+            Ella.IO.AtomicFile.WriteAllText(path, text);
         }
         catch (UnauthorizedAccessException e) { throw new EllaException($"{path}: cannot write ({e.Message}); pass --out DIR", e); }
         catch (IOException e) { throw new EllaException($"{path}: cannot write ({e.Message}); pass --out DIR", e); }

@@ -23,6 +23,19 @@ public static class Layers
 
     public static bool SkippingInit => _emptyDtype != null;
 
+    [ThreadStatic] static bool _meta;
+
+    /// <summary>
+    /// While the returned scope lives (inside <see cref="EmptyWeights"/>), weights go on the meta device: a model is
+    /// built with its names and shapes only, so they can be checked against a checkpoint before anything is allocated.
+    /// </summary>
+    public static IDisposable MetaWeights()
+    {
+        var previous = _meta;
+        _meta = true;
+        return new Restore(() => _meta = previous);
+    }
+
     /// <summary>
     /// Layers created while the returned scope lives keep float32 weights even when the model loads in bf16
     /// (timestep embeddings: small, and where reduced precision costs most exactness).
@@ -39,7 +52,7 @@ public static class Layers
         public void Dispose() => action();
     }
 
-    static Parameter Empty(params long[] shape) => nn.Parameter(empty(shape, dtype: _emptyDtype!.Value));
+    static Parameter Empty(params long[] shape) => nn.Parameter(empty(shape, dtype: _emptyDtype!.Value, device: _meta ? META : null));
 
     public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true)
     {

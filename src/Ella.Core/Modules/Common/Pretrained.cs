@@ -14,6 +14,12 @@ public static class Pretrained
         IEnumerable<string>? ignore = null) where T : nn.Module
     {
         DTypeGuard.Check(dtype, device, what);
+        // Names and shapes first, on the meta device: a config that does not match the file (say block_out_channels
+        // [1000000]) is refused from the safetensors header before a byte is allocated.
+        using (Layers.EmptyWeights(dtype))
+        using (Layers.MetaWeights())
+        using (var shapes = build())
+            StateDictLoader.CheckFits(shapes, source, ignore);
         T model;
         using (Layers.EmptyWeights(dtype)) model = build();
         try
