@@ -25,7 +25,7 @@ public static class BenchCommand
         var only = new Option<string?>("--only") { Description = $"Comma-separated stages to run ({string.Join(",", Stages)}); default all" };
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for the random-weight checkpoints (default: a temp folder, deleted after)" };
         var threads = new Option<int?>("--threads") { Description = "Intra-op threads (default: one per physical core)" };
-        var tiny = new Option<bool>("--tiny") { Description = "Tiny random models of the same architecture instead of the real sizes (a quick check of the command)" };
+        var tiny = new Option<bool>("--tiny") { Description = "Tiny random models of the same architecture and small peak problems instead of the real sizes (a quick check of the command, not figures to quote)" };
         var json = new Option<bool>("--json") { Description = "Print {\"machine\": {...}, \"auto_dtype\", \"fp32\": {...}, \"bf16\": {...}}" };
         var command = new Command("bench", "Measure this machine (matmul/conv peaks per dtype) and time full-size random-weight SD1.5 + ELLA + FLAN-T5-XL per stage, with FLOPs and efficiency")
             { runs, size, dtypes, only, workDir, threads, tiny, json };
@@ -56,7 +56,7 @@ public static class BenchCommand
 
         log.WriteLine($"CPU: {CpuInfo.Current.Describe()}; threads {torch.get_num_threads()}; auto dtype {DTypeChoice.Name(DTypeChoice.Auto(CPU))}");
         log.WriteLine("measuring peaks…");
-        var machine = MachineProfile.Measure(dtypes, log, minSeconds: tiny ? 0.2 : 1.0);
+        var machine = MachineProfile.Measure(dtypes, log, quick: tiny);
         var models = tiny ? BenchModels.Tiny() : BenchModels.Full();
 
         bool ownDir = workDir == null;

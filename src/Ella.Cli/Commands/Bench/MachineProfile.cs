@@ -19,8 +19,11 @@ public sealed class MachineProfile
     /// <summary>The best measured rate in a dtype (the higher of matmul and convolution), GFLOP/s.</summary>
     public double PeakGflops(ScalarType dtype) => Math.Max(Matmul[dtype].Gflops, Conv[dtype].Gflops);
 
-    /// <summary>Measures fp32 and bf16 (and any other dtype asked for); an emulated dtype gets one small run.</summary>
-    public static MachineProfile Measure(IEnumerable<ScalarType> dtypes, TextWriter log, double minSeconds = 1.0)
+    /// <summary>
+    /// Measures fp32 and bf16 (and any other dtype asked for); an emulated dtype gets one small run. <paramref name="quick"/>:
+    /// small problems (512² matmul, 64-channel 32² convolution) for a check of the command, not a figure to quote.
+    /// </summary>
+    public static MachineProfile Measure(IEnumerable<ScalarType> dtypes, TextWriter log, bool quick = false)
     {
         var cpu = CpuInfo.Current;
         var all = new[] { ScalarType.Float32, ScalarType.BFloat16 }.Concat(dtypes).Distinct().ToList();
@@ -30,8 +33,8 @@ public sealed class MachineProfile
         foreach (var dtype in all)
         {
             bool byFlags = !DTypeChoice.IsNativeOnCpu(dtype, cpu);
-            matmul[dtype] = PeakThroughput.Matmul(dtype, byFlags, minSeconds: minSeconds);
-            conv[dtype] = PeakThroughput.Conv3x3(dtype, byFlags, minSeconds: minSeconds);
+            matmul[dtype] = quick ? PeakThroughput.Matmul(dtype, byFlags, n: 512, minSeconds: 0.05) : PeakThroughput.Matmul(dtype, byFlags);
+            conv[dtype] = quick ? PeakThroughput.Conv3x3(dtype, byFlags, channels: 64, size: 32, batch: 1, minSeconds: 0.05) : PeakThroughput.Conv3x3(dtype, byFlags);
             // Native by the flags but far slower than fp32 in practice (an old libtorch, a hypervisor hiding the
             // instructions from oneDNN): treat it as emulated too, so the stages run once.
             bool byMeasure = dtype != ScalarType.Float32 && matmul.ContainsKey(ScalarType.Float32)
