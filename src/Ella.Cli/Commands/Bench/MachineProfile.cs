@@ -23,9 +23,9 @@ public sealed class MachineProfile
     /// Measures fp32 and bf16 (and any other dtype asked for); an emulated dtype gets one small run. <paramref name="quick"/>:
     /// small problems (512² matmul, 64-channel 32² convolution) for a check of the command, not a figure to quote.
     /// </summary>
-    public static MachineProfile Measure(IEnumerable<ScalarType> dtypes, TextWriter log, bool quick = false)
+    public static MachineProfile Measure(IEnumerable<ScalarType> dtypes, TextWriter log, bool quick = false, CpuInfo? cpu = null)
     {
-        var cpu = CpuInfo.Current;
+        cpu ??= CpuInfo.Current;
         var all = new[] { ScalarType.Float32, ScalarType.BFloat16 }.Concat(dtypes).Distinct().ToList();
         var matmul = new Dictionary<ScalarType, PeakMeasurement>();
         var conv = new Dictionary<ScalarType, PeakMeasurement>();
