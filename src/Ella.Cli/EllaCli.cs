@@ -36,6 +36,7 @@ public static class EllaCli
         root.Subcommands.Add(Commands.Dpg.DpgCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(Commands.World.WorldCommand.Create(context));
+        root.Subcommands.Add(InfoCommand.Create(context));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

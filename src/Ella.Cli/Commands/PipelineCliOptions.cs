@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Ella.Hardware;
 using Ella.Imaging;
 using Ella.Pipelines;
 using Ella.Schedulers;
@@ -27,9 +28,9 @@ public sealed class PipelineCliOptions
     public readonly Option<long?> Seed = new("--seed") { Description = "Seed of the CPU torch.Generator (same initial noise as diffusers), 0 … 2^63−1; -1 or omitted: random (printed and stored in the PNG)", CustomParser = r => Robustness.Seeds.Parse(r) };
     public readonly Option<int> Width = new("--width") { Description = "Image width (multiple of 8)", DefaultValueFactory = _ => 512 };
     public readonly Option<int> Height = new("--height") { Description = "Image height (multiple of 8)", DefaultValueFactory = _ => 512 };
-    public readonly Option<string> DType = new("--dtype") { Description = "fp32 (exact) | bf16 (fast on CPUs with AVX-512 BF16)", DefaultValueFactory = _ => "fp32" };
+    public readonly Option<string> DType = new("--dtype") { Description = "auto (bf16 with native bf16: AVX-512 BF16/AMX CPUs or CUDA; else fp32) | fp32 (exact) | bf16 | fp16 (CUDA)", DefaultValueFactory = _ => "auto" };
     public readonly Option<string> Device = new("--device") { Description = "cpu | cuda | cuda:N", DefaultValueFactory = _ => "cpu" };
-    public readonly Option<int?> Threads = new("--threads") { Description = "Intra-op threads (default: one per core)" };
+    public readonly Option<int?> Threads = new("--threads") { Description = "Intra-op threads (default: one per physical core)" };
     public readonly Option<bool> LowMemory = new("--low-memory") { Description = "Load T5 only to encode prompts and free it before denoising (generate always does)" };
     public readonly Option<bool> VaeTiling = new("--vae-tiling") { Description = "Decode in overlapping 512-px tiles (bounded memory for large images)" };
     public readonly Option<int> MaxPromptTokens = new("--max-prompt-tokens") { Description = "Flexible length: at most this many T5 tokens per prompt (longer prompts are cut, with a warning)", DefaultValueFactory = _ => 512 };
@@ -41,7 +42,7 @@ public sealed class PipelineCliOptions
         TextEncoder.AcceptOnlyFromAmong(TextEncoderKinds.Names);
         TokenLength.AcceptOnlyFromAmong("flexible", "fixed");
         Scheduler.AcceptOnlyFromAmong(SchedulerFactory.Names);
-        DType.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
+        DType.AcceptOnlyFromAmong(DTypeChoice.Names);
     }
 
     public void AddTo(Command command)
@@ -86,6 +87,9 @@ public sealed class PipelineCliOptions
         bool clip = modeList.Any(GenerationModes.UsesClip);
         Native.TorchRuntime.Initialize(p.GetValue(Threads));
         var textEncoder = TextEncoderKinds.Parse(p.GetValue(TextEncoder)!);
+        var device = ParseDevice(p.GetValue(Device)!);
+        var dtype = DTypeChoice.Resolve(p.GetValue(DType)!, device);
+        if (dtype.Warning != null) (p.InvocationConfiguration?.Error ?? Console.Error).WriteLine($"warning: {dtype.Warning}");
         return new PipelineLoadOptions
         {
             StableDiffusion = ModelLocator.Require(p.GetValue(Sd), "ELLA_SD", "--sd", "the Stable Diffusion model"),
@@ -94,8 +98,8 @@ public sealed class PipelineCliOptions
             Ella = ella ? ModelLocator.Require(p.GetValue(Ella), "ELLA_ELLA", "--ella", "the ELLA connector (for --mode ella)") : null,
             ClipTokenizer = p.GetValue(ClipTokenizer),
             LoadClip = clip,
-            DType = DTypes.Parse(p.GetValue(DType)!),
-            Device = ParseDevice(p.GetValue(Device)!),
+            DType = dtype.DType,
+            Device = device,
             LowMemory = p.GetValue(LowMemory) || oneShot,
         };
     }
@@ -120,6 +124,7 @@ public sealed class PipelineCliOptions
     /// <summary>Automatic1111-style "parameters" text.</summary>
     public static string Parameters(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype)
     {
+        if (dtype == "auto") dtype = DTypeChoice.Name(DTypeChoice.Auto(pipeline.StableDiffusion.Unet.parameters().First().device));
         var items = new List<string>
         {
             $"Steps: {r.Steps}", $"Sampler: {result.SchedulerName}", $"CFG scale: {r.GuidanceScale}", $"Seed: {result.Seed}",

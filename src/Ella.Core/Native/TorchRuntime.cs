@@ -25,7 +25,10 @@ public static class TorchRuntime
         return null;
     }
 
-    /// <param name="threads">Intra-op threads; null keeps libtorch's default (one per physical core).</param>
+    /// <param name="threads">
+    /// Intra-op threads. null: the first initialisation sets one per physical core (<see cref="Hardware.CpuInfo.DefaultThreads"/>;
+    /// libtorch's own default counts logical CPUs on some builds), later calls keep what is set.
+    /// </param>
     public static void Initialize(int? threads = null)
     {
         lock (Gate)
@@ -34,6 +37,7 @@ public static class TorchRuntime
             {
                 EnsureNativeLibraryLoads();
                 _initialized = true;
+                if (threads is not > 0) torch.set_num_threads(Hardware.CpuInfo.Current.DefaultThreads);
             }
             if (threads is > 0) torch.set_num_threads(threads.Value);
         }

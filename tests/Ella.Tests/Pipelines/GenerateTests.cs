@@ -36,7 +36,7 @@ public sealed class GenerateTests : IDisposable
         var reference = Fixtures.Load(runFile)["image"];
         string output = Path.Combine(_dir, name + ".png");
         bool fixedLength = run.GetProperty("flexible_max_length_workaround").ValueKind != JsonValueKind.Array;
-        var r = CliRunner.Run("generate", "--sd", model, "--ella", Path.Combine(model, "ella.safetensors"), "--prompt-embeds", runFile,
+        var r = CliRunner.Run("generate", "--dtype", "fp32", "--sd", model, "--ella", Path.Combine(model, "ella.safetensors"), "--prompt-embeds", runFile,
             "--steps", run.GetProperty("num_inference_steps").GetInt32().ToString(), "--guidance", run.GetProperty("guidance_scale").GetDouble().ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--seed", run.GetProperty("seed").GetInt64().ToString(), "--width", reference.shape[3].ToString(), "--height", reference.shape[2].ToString(),
             "--token-length", fixedLength ? "fixed" : "flexible", "-o", output);

@@ -77,17 +77,22 @@ public sealed class BertWordPieceTokenizerTests
     }
 
     [Fact]
-    public void Flexible_keeps_the_own_length_up_to_the_model_limit()
+    public void Flexible_keeps_the_own_length_up_to_the_caller_and_model_limits()
     {
         var own = Tokenizer.Encode("a red circle", TokenLength.Flexible, 8);
         Assert.Equal(5, own.Length);
         Assert.All(own.AttentionMask, m => Assert.Equal(1, m));
         string longText = string.Join(" ", Enumerable.Range(0, 300).Select(i => "circle"));
-        var cut = Tokenizer.Encode(longText, TokenLength.Flexible, 8);
+        // flexible length is capped by the caller's limit (--max-prompt-tokens) and by the model's own limit
+        var cut = Tokenizer.Encode(longText, TokenLength.Flexible, 512);
         Assert.Equal(Tokenizer.ModelMaxLength, cut.Length);
         Assert.True(cut.Truncated);
         Assert.Equal(302, cut.UntruncatedLength);
         Assert.Equal(Tokenizer.SepId, cut.Ids[^1]);
+        var capped = Tokenizer.Encode(longText, TokenLength.Flexible, 8);
+        Assert.Equal(8, capped.Length);
+        Assert.True(capped.Truncated);
+        Assert.Equal(Tokenizer.SepId, capped.Ids[^1]);
     }
 
     [Fact]

@@ -1,0 +1,66 @@
+using Ella.Benchmarks;
+using Ella.Hardware;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Cli.Commands.Bench;
+
+/// <summary>The machine a bench ran on: its CPU, threads, and the measured matmul and convolution peaks per dtype.</summary>
+public sealed class MachineProfile
+{
+    public required CpuInfo Cpu { get; init; }
+    public required int Threads { get; init; }
+    public required ScalarType AutoDType { get; init; }
+    public required Dictionary<ScalarType, PeakMeasurement> Matmul { get; init; }
+    public required Dictionary<ScalarType, PeakMeasurement> Conv { get; init; }
+    /// <summary>dtypes without native kernels here: decided from the flags, or from a measured peak far below fp32's.</summary>
+    public required HashSet<ScalarType> Emulated { get; init; }
+
+    /// <summary>The best measured rate in a dtype (the higher of matmul and convolution), GFLOP/s.</summary>
+    public double PeakGflops(ScalarType dtype) => Math.Max(Matmul[dtype].Gflops, Conv[dtype].Gflops);
+
+    /// <summary>
+    /// Measures fp32 and bf16 (and any other dtype asked for); an emulated dtype gets one small run. <paramref name="quick"/>:
+    /// small problems (512² matmul, 64-channel 32² convolution) for a check of the command, not a figure to quote.
+    /// </summary>
+    public static MachineProfile Measure(IEnumerable<ScalarType> dtypes, TextWriter log, bool quick = false, CpuInfo? cpu = null)
+    {
+        cpu ??= CpuInfo.Current;
+        var all = new[] { ScalarType.Float32, ScalarType.BFloat16 }.Concat(dtypes).Distinct().ToList();
+        var matmul = new Dictionary<ScalarType, PeakMeasurement>();
+        var conv = new Dictionary<ScalarType, PeakMeasurement>();
+        var emulated = new HashSet<ScalarType>();
+        foreach (var dtype in all)
+        {
+            bool byFlags = !DTypeChoice.IsNativeOnCpu(dtype, cpu);
+            matmul[dtype] = quick ? PeakThroughput.Matmul(dtype, byFlags, n: 512, minSeconds: 0.05) : PeakThroughput.Matmul(dtype, byFlags);
+            conv[dtype] = quick ? PeakThroughput.Conv3x3(dtype, byFlags, channels: 64, size: 32, batch: 1, minSeconds: 0.05) : PeakThroughput.Conv3x3(dtype, byFlags);
+            // Native by the flags but far slower than fp32 in practice (an old libtorch, a hypervisor hiding the
+            // instructions from oneDNN): treat it as emulated too, so the stages run once.
+            bool byMeasure = dtype != ScalarType.Float32 && matmul.ContainsKey(ScalarType.Float32)
+                && Math.Max(matmul[dtype].Gflops, conv[dtype].Gflops) < 0.25 * Math.Max(matmul[ScalarType.Float32].Gflops, conv[ScalarType.Float32].Gflops);
+            if (byFlags || byMeasure) emulated.Add(dtype);
+            log.WriteLine($"  peak {DTypeChoice.Name(dtype)}: matmul {matmul[dtype].Gflops:F1} GFLOP/s ({matmul[dtype].Problem}), " +
+                          $"conv {conv[dtype].Gflops:F1} GFLOP/s ({conv[dtype].Problem}){(emulated.Contains(dtype) ? ", emulated (no native kernels)" : "")}");
+        }
+        return new MachineProfile
+        {
+            Cpu = cpu, Threads = torch.get_num_threads(), AutoDType = DTypeChoice.Auto(CPU, cpu),
+            Matmul = matmul, Conv = conv, Emulated = emulated,
+        };
+    }
+
+    /// <summary>The <c>machine</c> object of <c>ella bench --json</c>.</summary>
+    public Dictionary<string, object?> ToJson() => new()
+    {
+        ["cpu"] = Cpu.ModelName,
+        ["vendor"] = Cpu.Vendor,
+        ["flags"] = Cpu.PresentKeyFlags,
+        ["physical_cores"] = Cpu.PhysicalCores,
+        ["logical_cpus"] = Cpu.LogicalCpus,
+        ["threads"] = Threads,
+        ["matmul_gflops"] = Matmul.ToDictionary(kv => DTypeChoice.Name(kv.Key), kv => (object?)Math.Round(kv.Value.Gflops, 2)),
+        ["conv_gflops"] = Conv.ToDictionary(kv => DTypeChoice.Name(kv.Key), kv => (object?)Math.Round(kv.Value.Gflops, 2)),
+        ["emulated_dtypes"] = Emulated.Select(DTypeChoice.Name).ToList(),
+    };
+}

@@ -1,0 +1,116 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Ella.Cli.Commands.Bench;
+using Ella.Hardware;
+using Ella.Tests.Infrastructure;
+using static TorchSharp.torch;
+
+namespace Ella.Tests.Cli;
+
+public sealed class BenchCommandTests : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), $"ella-bench-test-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, true);
+    }
+
+    static CpuInfo Amd([CallerFilePath] string here = "") =>
+        CpuInfo.Parse(File.ReadAllText(Path.Combine(Path.GetDirectoryName(here)!, "..", "Hardware", "cpuinfo", "amd-epyc-zen3-avx2.txt")));
+
+    [Fact]
+    public void Json_has_the_machine_its_peaks_the_auto_dtype_and_per_stage_efficiency()
+    {
+        var r = CliRunner.Run("bench", "--tiny", "--size", "64", "--runs", "1", "--only", "t5,tsc", "--work-dir", _dir, "--json");
+        Assert.True(r.ExitCode == 0, r.Error);
+        using var doc = JsonDocument.Parse(r.Out);
+        var root = doc.RootElement;
+        var machine = root.GetProperty("machine");
+        Assert.Equal(CpuInfo.Current.ModelName, machine.GetProperty("cpu").GetString());
+        Assert.Equal(CpuInfo.Current.Vendor, machine.GetProperty("vendor").GetString());
+        Assert.Equal(CpuInfo.Current.PresentKeyFlags, machine.GetProperty("flags").EnumerateArray().Select(f => f.GetString()!).ToList());
+        Assert.True(machine.GetProperty("threads").GetInt32() >= 1);
+        foreach (var peak in new[] { "matmul_gflops", "conv_gflops" })
+            foreach (var dtype in new[] { "fp32", "bf16" })
+                Assert.True(machine.GetProperty(peak).GetProperty(dtype).GetDouble() > 0, $"{peak}.{dtype}");
+        string auto = DTypeChoice.Name(DTypeChoice.Auto(CPU));
+        Assert.Equal(auto, root.GetProperty("auto_dtype").GetString());
+        // default dtypes: auto's choice and fp32
+        foreach (var dtype in new[] { "fp32", auto }.Distinct())
+        {
+            var d = root.GetProperty(dtype);
+            Assert.Equal(JsonValueKind.False, d.GetProperty("emulated").ValueKind);
+            foreach (var stage in new[] { "t5_encode", "tsc_step" })
+            {
+                Assert.True(d.GetProperty($"{stage}_s").GetDouble() > 0);
+                Assert.True(d.GetProperty($"{stage}_gflop").GetDouble() > 0);
+                double e = d.GetProperty($"{stage}_efficiency").GetDouble();
+                Assert.True(e > 0 && double.IsFinite(e), $"{dtype} {stage}_efficiency {e}");
+            }
+            Assert.Equal(JsonValueKind.Null, d.GetProperty("unet_step_s").ValueKind);
+            Assert.False(d.TryGetProperty("unet_step_efficiency", out _));
+        }
+    }
+
+    [Fact]
+    public void Bf16_without_native_kernels_is_measured_once_on_a_small_problem_and_marked_emulated()
+    {
+        var profile = MachineProfile.Measure([ScalarType.BFloat16], TextWriter.Null, quick: true, cpu: Amd());
+        Assert.Contains(ScalarType.BFloat16, profile.Emulated);
+        Assert.DoesNotContain(ScalarType.Float32, profile.Emulated);
+        Assert.Equal(ScalarType.Float32, profile.AutoDType);
+        Assert.Equal(1, profile.Matmul[ScalarType.BFloat16].Runs);
+        Assert.Equal(1, profile.Conv[ScalarType.BFloat16].Runs);
+        Assert.True(profile.Matmul[ScalarType.Float32].Runs >= 3);
+        var json = profile.ToJson();
+        Assert.Equal("AMD EPYC 7B13", json["cpu"]);
+        Assert.Equal(new[] { "bf16" }, (List<string>)json["emulated_dtypes"]!);
+    }
+
+    [Fact]
+    public void An_emulated_dtype_runs_each_stage_once_and_skips_stages_predicted_to_take_too_long()
+    {
+        var models = BenchModels.Tiny();
+        var files = models.Prepare(_dir, new HashSet<string> { "tsc", "t5" }, TextWriter.Null);
+        var once = StageTimer.Measure(models, files, new HashSet<string> { "tsc", "t5" }, ScalarType.BFloat16, emulated: true, peakGflops: 100, runs: 5, size: 64, TextWriter.Null);
+        Assert.All(once.Stages, s => Assert.Equal(1, s.Time!.Runs));
+        Assert.Equal(1, once.Load!.Runs);
+        var skipped = StageTimer.Measure(models, files, new HashSet<string> { "tsc", "t5" }, ScalarType.BFloat16, emulated: true, peakGflops: 1e-9, runs: 5, size: 64, TextWriter.Null);
+        Assert.All(skipped.Stages, s => { Assert.Null(s.Time); Assert.Contains("emulated", s.SkipReason); });
+        Assert.Equal(["t5_encode", "tsc_step"], skipped.Stages.Select(s => s.Key));
+    }
+
+    [Theory]
+    [InlineData("--dtypes", "fp16", "fp16")]
+    [InlineData("--dtypes", "int8", "int8")]
+    [InlineData("--only", "clip", "clip")]
+    [InlineData("--threads", "0", "--threads")]
+    public void Bad_input_is_one_line_and_exit_code_2(string flag, string value, string named)
+    {
+        var r = CliRunner.Run("bench", "--tiny", "--work-dir", _dir, flag, value);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains(named, r.Error);
+    }
+
+    [Fact]
+    public void Info_reports_versions_cpu_threads_auto_dtype_and_the_libtorch_build()
+    {
+        var r = CliRunner.Run("info", "--json");
+        Assert.True(r.ExitCode == 0, r.Error);
+        using var doc = JsonDocument.Parse(r.Out);
+        var root = doc.RootElement;
+        Assert.Equal(CpuInfo.Current.ModelName, root.GetProperty("cpu").GetProperty("model").GetString());
+        Assert.Equal(CpuInfo.KeyFlags, root.GetProperty("cpu").GetProperty("flags").EnumerateObject().Select(p => p.Name));
+        Assert.Equal(DTypeChoice.Name(DTypeChoice.Auto(CPU)), root.GetProperty("auto_dtype").GetString());
+        Assert.StartsWith("2.", root.GetProperty("libtorch_version").GetString());
+        Assert.True(root.GetProperty("threads").GetInt32() >= 1);
+        Assert.False(string.IsNullOrEmpty(root.GetProperty("mkldnn_version").GetString()));
+        Assert.False(string.IsNullOrEmpty(root.GetProperty("blas").GetString()));
+
+        var text = CliRunner.Run("info");
+        Assert.True(text.ExitCode == 0, text.Error);
+        Assert.Contains("dtype auto:", text.Out);
+        Assert.Contains("oneDNN", text.Out);
+    }
+}
