@@ -11,13 +11,13 @@ namespace Ella.Modules.Ella;
 /// timestep in, <c>num_latents</c> condition tokens for the UNet's cross-attention out. Parameter names equal the
 /// released checkpoint's keys (time_embedding.*, connector.*).
 /// </summary>
-public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
+public sealed class EllaConnector : ConnectorModule
 {
     readonly Timesteps position;
     readonly TimestepEmbedding time_embedding;
     readonly PerceiverResampler connector;
 
-    public EllaConnectorConfig Config { get; }
+    public override EllaConnectorConfig Config { get; }
 
     public EllaConnector(EllaConnectorConfig config) : base(nameof(EllaConnector))
     {
@@ -56,12 +56,5 @@ public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
         using var source = Checkpoint.Open(path);
         var cfg = config ?? EllaConnectorConfig.Resolve(path, source);
         return Common.Pretrained.Load(() => new EllaConnector(cfg), source, dtype, device, "ELLA connector");
-    }
-
-    /// <summary>Saves weights with the config in the safetensors metadata, atomically.</summary>
-    public void Save(string path)
-    {
-        var metadata = new Dictionary<string, string> { [EllaConnectorConfig.MetadataKey] = Config.ToJson(), ["format"] = "pt" };
-        SafetensorsWriter.Save(path, state_dict(), metadata);
     }
 }
