@@ -9,7 +9,8 @@ namespace Ella.Modules.Ella;
 /// <summary>
 /// ELLA's Timestep-Aware Semantic Connector (the authors' <c>ELLA</c> class): LLM text features and the diffusion
 /// timestep in, <c>num_latents</c> condition tokens for the UNet's cross-attention out. Parameter names equal the
-/// released checkpoint's keys (time_embedding.*, connector.*).
+/// released checkpoint's keys (time_embedding.*, connector.*). With connector_type "adaln-zero" its blocks carry the
+/// paper's zero-initialised residual gates (<see cref="GatedPerceiverAttentionBlock"/>).
 /// </summary>
 public sealed class EllaConnector : ConnectorModule
 {
@@ -26,7 +27,7 @@ public sealed class EllaConnector : ConnectorModule
         position = new Timesteps(config.TimeChannel, flipSinToCos: true, downscaleFreqShift: 0);
         using (Layers.FullPrecision()) time_embedding = new TimestepEmbedding(config.TimeChannel, config.TimeEmbedDim, config.ActFn, config.OutDim);
         connector = new PerceiverResampler(config.Width, config.Layers, config.Heads, config.NumLatents,
-            config.InputDim, config.OutputDim, config.TimeEmbedDim);
+            config.InputDim, config.OutputDim, config.TimeEmbedDim, gated: config.ConnectorType == Connectors.AdaLnZero);
         RegisterComponents();
     }
 
