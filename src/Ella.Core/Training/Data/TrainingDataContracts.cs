@@ -32,13 +32,19 @@ public interface IImageCaptionDataset : IDisposable
 
     /// <summary>Samples skipped so far, with their reasons.</summary>
     SkipCounter Skips { get; }
+
+    /// <summary>The stable key of sample <paramref name="index"/> (unique in the dataset), without loading it.</summary>
+    string KeyOf(int index) => index.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Why sample <paramref name="index"/> was skipped (one of <see cref="SkipReasons"/>), or null if it was not.</summary>
+    string? SkipReasonOf(int index) => null;
 }
 
 /// <summary>Counts skipped samples by reason (for the run's summary); thread-safe.</summary>
 public sealed class SkipCounter
 {
     readonly Dictionary<string, int> _byReason = new();
-    readonly HashSet<string> _keys = new();
+    readonly Dictionary<string, string> _keys = new();
     readonly object _gate = new();
 
     /// <summary>Records a skip; true the first time this key is skipped (warn only then).</summary>
@@ -46,7 +52,7 @@ public sealed class SkipCounter
     {
         lock (_gate)
         {
-            if (!_keys.Add(key)) return false;
+            if (!_keys.TryAdd(key, reason)) return false;
             _byReason[reason] = _byReason.GetValueOrDefault(reason) + 1;
             return true;
         }
@@ -54,7 +60,32 @@ public sealed class SkipCounter
 
     public int Total { get { lock (_gate) return _keys.Count; } }
 
+    /// <summary>The reason <paramref name="key"/> was skipped, or null.</summary>
+    public string? ReasonFor(string key) { lock (_gate) return _keys.GetValueOrDefault(key); }
+
     public IReadOnlyDictionary<string, int> ByReason { get { lock (_gate) return new Dictionary<string, int>(_byReason); } }
+
+    /// <summary>The sum of several counters (keys are assumed distinct across them), as a new counter.</summary>
+    public static SkipCounter Combine(IEnumerable<SkipCounter> parts)
+    {
+        var all = new SkipCounter();
+        int n = 0;
+        foreach (var part in parts)
+        {
+            lock (part._gate)
+                foreach (var (key, reason) in part._keys) all._keys.Add($"{n}\u0000{key}", reason);
+            foreach (var (reason, count) in part.ByReason) all._byReason[reason] = all._byReason.GetValueOrDefault(reason) + count;
+            n++;
+        }
+        return all;
+    }
+
+    /// <summary>"3 (corrupt image 1, empty caption 2)" for summaries.</summary>
+    public override string ToString()
+    {
+        var by = ByReason;
+        return by.Count == 0 ? "0" : $"{Total} ({string.Join(", ", by.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}"))})";
+    }
 }
 
 /// <summary>One cached sample: the VAE posterior and the caption's text features (flexible length).</summary>
