@@ -24,6 +24,7 @@ public static class EllaCli
         root.Subcommands.Add(Commands.Dpg.DpgCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(Commands.Connector.ConnectorCommand.Create(context));
+        root.Subcommands.Add(Commands.Train.TrainCommand.Create(context));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
