@@ -29,9 +29,12 @@ public static class BenchCommand
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for the random-weight checkpoints (default: a temp folder, deleted after)" };
         var threads = new Option<int?>("--threads") { Description = "Intra-op threads (default: libtorch's choice, one per core)" };
         var json = new Option<bool>("--json") { Description = "Print {\"fp32\": {...}, \"bf16\": {...}} with the medians" };
+        var train = new Option<bool>("--train") { Description = "Time one connector training step instead (full-size UNet, batch 1, cached features)" };
         var command = new Command("bench", "Time full-size random-weight SD1.5 + ELLA + FLAN-T5-XL: load, T5 encode, TSC and UNet per step (CFG), VAE decode, peak RSS")
-            { runs, size, dtypes, only, workDir, threads, json };
-        command.SetAction(p => Run(ctx, p.GetValue(runs), p.GetValue(size), p.GetValue(dtypes)!, p.GetValue(only), p.GetValue(workDir), p.GetValue(threads), p.GetValue(json)));
+            { runs, size, dtypes, only, workDir, threads, json, train };
+        command.SetAction(p => p.GetValue(train)
+            ? Bench.TrainBench.Run(ctx, p.GetValue(runs), p.GetValue(size), p.GetValue(dtypes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(DTypes.Parse).ToList(), p.GetValue(workDir), p.GetValue(json), p.GetValue(threads))
+            : Run(ctx, p.GetValue(runs), p.GetValue(size), p.GetValue(dtypes)!, p.GetValue(only), p.GetValue(workDir), p.GetValue(threads), p.GetValue(json)));
         return command;
     }
 

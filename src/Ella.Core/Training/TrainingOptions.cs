@@ -67,6 +67,7 @@ public sealed class TrainingOptions
         if (!(WeightDecay >= 0)) throw new EllaException($"--weight-decay must be ≥ 0, got {WeightDecay}");
         if (SnrGamma is { } s && !(s > 0)) throw new EllaException($"--snr-gamma must be positive, got {s}");
         new LearningRateSchedule(LrSchedule, Lr, WarmupSteps, MaxSteps).Validate();
+        Positive("--validation-steps", ValidationSteps);
         if (ValidateEvery < 0) throw new EllaException($"--validate-every must be ≥ 0, got {ValidateEvery}");
         if (ValidationPrompts is not null)
         {

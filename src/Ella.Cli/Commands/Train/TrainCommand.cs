@@ -41,6 +41,7 @@ public static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "Continue the run in OUT from its latest checkpoint" };
         var validationPrompts = new Option<string?>("--validation-prompts") { Description = "Text file, one prompt per line: a grid of images (fixed seeds) per validation" };
         var validateEvery = new Option<int>("--validate-every") { Description = "Validate every N steps (and at the end)", DefaultValueFactory = _ => 0 };
+        var validationSteps = new Option<int>("--validation-steps") { Description = "Denoising steps (DPM++ 2M, CFG 7.5) of the validation images", DefaultValueFactory = _ => 20 };
         var randomCrop = new Option<bool>("--random-crop") { Description = "Random square crop (default: center crop), live data only" };
         var randomFlip = new Option<bool>("--random-flip") { Description = "Random horizontal flip, live data only" };
         var maxLength = new Option<int>("--max-length") { Description = "Captions keep their own length, truncated to this many T5 tokens", DefaultValueFactory = _ => 128 };
@@ -51,7 +52,7 @@ public static class TrainCommand
         var command = new Command("train", "Train an ELLA connector against a frozen Stable Diffusion UNet")
         {
             sd, t5, cache, data, output, init, connector, blocks, maxSteps, batch, resolution, seed, snrGamma, captionDropout, maxGradNorm,
-            lr, weightDecay, lrSchedule, warmup, gradAccum, dtype, device, saveEvery, keepLast, resume, validationPrompts, validateEvery,
+            lr, weightDecay, lrSchedule, warmup, gradAccum, dtype, device, saveEvery, keepLast, resume, validationPrompts, validateEvery, validationSteps,
             randomCrop, randomFlip, maxLength, threads,
         };
         command.Subcommands.Add(TrainCacheCommand.Create(ctx));
@@ -73,7 +74,7 @@ public static class TrainCommand
                 WeightDecay = p.GetValue(weightDecay), LrSchedule = p.GetValue(lrSchedule)!, WarmupSteps = p.GetValue(warmup),
                 GradAccum = p.GetValue(gradAccum), DType = DTypes.Parse(p.GetValue(dtype)!), Device = PipelineCliOptions.ParseDevice(p.GetValue(device)!),
                 SaveEvery = p.GetValue(saveEvery), KeepLast = p.GetValue(keepLast), Resume = p.GetValue(resume),
-                ValidationPrompts = p.GetValue(validationPrompts), ValidateEvery = p.GetValue(validateEvery),
+                ValidationPrompts = p.GetValue(validationPrompts), ValidateEvery = p.GetValue(validateEvery), ValidationSteps = p.GetValue(validationSteps),
                 RandomCrop = p.GetValue(randomCrop), RandomFlip = p.GetValue(randomFlip), MaxLength = p.GetValue(maxLength),
             };
             if (options.MaxGradNorm is null && clip != 0) throw new EllaException($"--max-grad-norm {clip}: must be ≥ 0");
