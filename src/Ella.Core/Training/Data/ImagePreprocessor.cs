@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using SkiaSharp;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -71,12 +70,24 @@ public static class ImagePreprocessor
                 reduced = bitmap.Resize(small, SKFilterQuality.High) ?? throw new BadImageException(SkipReasons.CorruptImage, "downscaling failed");
                 pixels = reduced;
             }
-            var rgba = new byte[(long)pixels.Width * pixels.Height * 4];
-            Marshal.Copy(pixels.GetPixels(), rgba, 0, rgba.Length);
+            int w = pixels.Width, h = pixels.Height, plane = w * h;
+            var chw = new float[3L * plane];
+            unsafe
+            {
+                byte* src = (byte*)pixels.GetPixels();
+                const float inv = 1f / 255f;
+                for (int i = 0; i < plane; i++, src += 4)
+                {
+                    float white = 1f - src[3] * inv; // premultiplied colour over white
+                    chw[i] = Math.Min(1f, src[0] * inv + white);
+                    chw[plane + i] = Math.Min(1f, src[1] * inv + white);
+                    chw[2 * plane + i] = Math.Min(1f, src[2] * inv + white);
+                }
+            }
             using var scope = NewDisposeScope();
-            var chw = tensor(rgba).reshape(pixels.Height, pixels.Width, 4).permute(2, 0, 1).to_type(ScalarType.Float32).div_(255.0);
-            var composited = chw.narrow(0, 0, 3) + (1.0 - chw.narrow(0, 3, 1));
-            return Orient(composited.clamp_(0.0, 1.0), codec.EncodedOrigin).contiguous().MoveToOuterDisposeScope();
+            var image = tensor(chw, [3, h, w]);
+            if (codec.EncodedOrigin is SKEncodedOrigin.TopLeft or SKEncodedOrigin.Default) return image.MoveToOuterDisposeScope();
+            return Orient(image, codec.EncodedOrigin).contiguous().MoveToOuterDisposeScope();
         }
         finally
         {
