@@ -37,6 +37,8 @@ public static class EllaCli
         root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(Commands.World.WorldCommand.Create(context));
         root.Subcommands.Add(InfoCommand.Create(context));
+        root.Subcommands.Add(Commands.Connector.ConnectorCommand.Create(context));
+        root.Subcommands.Add(Commands.Train.TrainCommand.Create(context));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -26,12 +26,20 @@ public static class BenchCommand
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for the random-weight checkpoints (default: a temp folder, deleted after)" };
         var threads = new Option<int?>("--threads") { Description = "Intra-op threads (default: one per physical core)" };
         var tiny = new Option<bool>("--tiny") { Description = "Tiny random models of the same architecture and small peak problems instead of the real sizes (a quick check of the command, not figures to quote)" };
+        var train = new Option<bool>("--train") { Description = "Time one connector training step instead (full-size UNet, batch 1, cached features; --dtypes default auto's choice and fp32)" };
         var json = new Option<bool>("--json") { Description = "Print {\"machine\": {...}, \"auto_dtype\", \"fp32\": {...}, \"bf16\": {...}}" };
         var command = new Command("bench", "Measure this machine (matmul/conv peaks per dtype) and time full-size random-weight SD1.5 + ELLA + FLAN-T5-XL per stage, with FLOPs and efficiency")
-            { runs, size, dtypes, only, workDir, threads, tiny, json };
-        command.SetAction(p => Run(ctx, p.GetValue(runs), p.GetValue(size), p.GetValue(dtypes), p.GetValue(only), p.GetValue(workDir), p.GetValue(threads), p.GetValue(tiny), p.GetValue(json)));
+            { runs, size, dtypes, only, workDir, threads, tiny, json, train };
+        command.SetAction(p => p.GetValue(train)
+            ? Bench.TrainBench.Run(ctx, p.GetValue(runs), p.GetValue(size), TrainDTypes(p.GetValue(dtypes)), p.GetValue(workDir), p.GetValue(json), p.GetValue(threads))
+            : Run(ctx, p.GetValue(runs), p.GetValue(size), p.GetValue(dtypes), p.GetValue(only), p.GetValue(workDir), p.GetValue(threads), p.GetValue(tiny), p.GetValue(json)));
         return command;
     }
+
+    /// <summary>The dtypes of <c>--train</c>: the list given (auto resolved), else auto's choice and fp32.</summary>
+    static List<ScalarType> TrainDTypes(string? list) =>
+        (list ?? "auto,fp32").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(n => DTypeChoice.Resolve(n).DType).Distinct().ToList();
 
     static int Run(CliContext ctx, int runs, int size, string? dtypeList, string? only, string? workDir, int? threads, bool tiny, bool asJson)
     {

@@ -10,6 +10,11 @@ namespace Ella.Configs;
 /// </summary>
 public sealed class EllaConnectorConfig
 {
+    /// <summary>
+    /// The connector design (paper Tab. 6): <c>tsc</c> (the released Timestep-Aware Semantic Connector), <c>mlp</c>,
+    /// <c>resampler</c> (no timestep) or <c>adaln-zero</c> (TSC with zero-initialised residual gates).
+    /// </summary>
+    [JsonPropertyName("connector_type")] public string ConnectorType { get; set; } = "tsc";
     [JsonPropertyName("time_channel")] public int TimeChannel { get; set; } = 320;
     [JsonPropertyName("time_embed_dim")] public int TimeEmbedDim { get; set; } = 768;
     [JsonPropertyName("act_fn")] public string ActFn { get; set; } = "silu";
@@ -48,6 +53,8 @@ public sealed class EllaConnectorConfig
         if (InputDim is { } i) Positive("input_dim", i);
         if (OutDim is { } o) Positive("out_dim", o);
         if (OutputDim is { } p) Positive("output_dim", p);
+        if (!Modules.Ella.Connectors.Types.Contains(ConnectorType))
+            throw new EllaException($"{source}: connector_type '{ConnectorType}' is not known (choose one of: {string.Join(", ", Modules.Ella.Connectors.Types)})");
         if (Width % Heads != 0) throw new EllaException($"{source}: width {Width} is not divisible by heads {Heads}");
         foreach (var (k, v) in new[] { ("time_channel", TimeChannel), ("time_embed_dim", TimeEmbedDim), ("width", Width), ("heads", Heads), ("num_latents", NumLatents), ("input_dim", InputDim ?? 1), ("out_dim", OutDim ?? 1), ("output_dim", OutputDim ?? 1) })
             ConfigChecks.Size(source, k, v);
@@ -60,6 +67,27 @@ public sealed class EllaConnectorConfig
     /// </summary>
     public static EllaConnectorConfig InferFromTensors(ITensorSource source)
     {
+        // The paper's timestep-free variants (written by EllaSharp, which also stores the config in the metadata).
+        if (!source.Contains("time_embedding.linear_1.weight"))
+        {
+            if (source.Contains("linear_1.weight") && source.Contains("linear_2.weight"))
+            {
+                var w1 = source.GetInfo("linear_1.weight");
+                return new EllaConnectorConfig { ConnectorType = "mlp", Width = (int)w1.Shape[0], InputDim = (int)w1.Shape[1], Layers = 1 };
+            }
+            if (source.Contains("latents") && source.Contains("perceiver_blocks.0.attn.in_proj_weight"))
+            {
+                var lat0 = source.GetInfo("latents");
+                int blocks = 0;
+                while (source.Contains($"perceiver_blocks.{blocks}.attn.in_proj_weight")) blocks++;
+                return new EllaConnectorConfig
+                {
+                    ConnectorType = "resampler", NumLatents = (int)lat0.Shape[0], Width = (int)lat0.Shape[1], Layers = blocks,
+                    InputDim = source.Contains("proj_in.weight") ? (int)source.GetInfo("proj_in.weight").Shape[1] : null,
+                };
+            }
+        }
+
         TensorInfo Need(string key) => source.Contains(key)
             ? source.GetInfo(key)
             : throw new CheckpointException($"{source.Path}: not an ELLA connector checkpoint: tensor '{key}' is missing");
@@ -80,6 +108,7 @@ public sealed class EllaConnectorConfig
             Layers = layers,
             InputDim = source.Contains("connector.proj_in.weight") ? (int)source.GetInfo("connector.proj_in.weight").Shape[1] : null,
             OutputDim = source.Contains("connector.proj_out.0.weight") ? (int)source.GetInfo("connector.proj_out.0.weight").Shape[0] : null,
+            ConnectorType = source.Contains("connector.perceiver_blocks.0.gate.weight") ? "adaln-zero" : "tsc",
         };
         return cfg;
     }

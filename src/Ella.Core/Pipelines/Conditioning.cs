@@ -35,13 +35,14 @@ public sealed class StaticConditioner(Tensor condition) : IConditioner
 /// </summary>
 public sealed class EllaConditioner : IConditioner
 {
-    readonly EllaConnector _connector;
+    readonly ConnectorModule _connector;
+    Tensor? _timestepFree; // a connector that ignores t: its output, computed once
     readonly List<(Tensor Features, int[] Rows)> _groups = new();
     readonly ScalarType _dtype;
     readonly bool _singleBatchInOrder;
 
     /// <param name="rowFeatures">per row [1, L_r, input_dim]; rows with identical tensors/lengths are grouped</param>
-    public EllaConditioner(EllaConnector connector, IReadOnlyList<Tensor> rowFeatures, ScalarType dtype)
+    public EllaConditioner(ConnectorModule connector, IReadOnlyList<Tensor> rowFeatures, ScalarType dtype)
     {
         _connector = connector;
         _dtype = dtype;
@@ -60,6 +61,16 @@ public sealed class EllaConditioner : IConditioner
 
     public Tensor At(StepTime t)
     {
+        if (!_connector.TimestepAware)
+        {
+            if (_timestepFree is null) using (NewDisposeScope()) _timestepFree = Compute(t).DetachFromDisposeScope();
+            return _timestepFree.alias();
+        }
+        return Compute(t);
+    }
+
+    Tensor Compute(StepTime t)
+    {
         using var scope = NewDisposeScope();
         if (_singleBatchInOrder)
             return _connector.forward(_groups[0].Features, t.Tensor).MoveToOuterDisposeScope();
@@ -69,12 +80,13 @@ public sealed class EllaConditioner : IConditioner
             var result = _connector.forward(features, t.Tensor);
             for (int i = 0; i < rows.Length; i++) outputs[rows[i]] = result[i..(i + 1)];
         }
-        return cat(outputs, 0).MoveToOuterDisposeScope();
+        return cat(TokenPadding.SameLength(outputs), 0).MoveToOuterDisposeScope();
     }
 
     public void Dispose()
     {
         foreach (var (f, _) in _groups) f.Dispose();
+        _timestepFree?.Dispose();
     }
 }
 
@@ -149,5 +161,18 @@ public sealed class ConcatConditioner(IConditioner first, IConditioner second) :
     {
         first.Dispose();
         second.Dispose();
+    }
+}
+
+/// <summary>
+/// Conditions whose token count follows the prompt (the MLP connector) are zero-padded to a common length before they
+/// share one UNet batch — the same padding the trainer applies to a batch of such rows.
+/// </summary>
+public static class TokenPadding
+{
+    public static Tensor[] SameLength(params Tensor[] conditions)
+    {
+        long tokens = conditions.Max(c => c.shape[1]);
+        return conditions.Select(c => c.shape[1] == tokens ? c : nn.functional.pad(c, [0, 0, 0, tokens - c.shape[1]])).ToArray();
     }
 }

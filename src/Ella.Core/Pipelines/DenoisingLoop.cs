@@ -55,7 +55,7 @@ public static class DenoisingLoop
                 var t = new StepTime(tValue, scheduler.IntegerTimesteps ? tensor((long)tValue) : tensor((float)tValue));
                 var x = cfg ? cat([current, current], 0) : current;
                 x = scheduler.ScaleModelInput(x, tValue);
-                var condition = cfg ? cat([uncond!.At(t), cond.At(t)], 0) : cond.At(t);
+                var condition = cfg ? cat(TokenPadding.SameLength(uncond!.At(t), cond.At(t)), 0) : cond.At(t);
                 var noise = unet.forward(x.to_type(dtype), t.Tensor.to(x.device), condition.to_type(dtype)).to_type(ScalarType.Float32);
                 if (cfg)
                 {

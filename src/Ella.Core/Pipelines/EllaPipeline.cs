@@ -25,12 +25,12 @@ public sealed class EllaPipeline : IDisposable
     readonly Dictionary<(string, GenerationMode, TokenLength, int), CachedConditioner> _negativeCache = new();
 
     public StableDiffusionModel StableDiffusion { get; }
-    public EllaConnector? Connector { get; }
+    public ConnectorModule? Connector { get; }
     public string? T5Path { get; }
     public string? EllaPath { get; }
     public TextEncoderKind TextEncoder => _options.TextEncoder;
 
-    EllaPipeline(PipelineLoadOptions options, StableDiffusionModel sd, EllaConnector? connector, string? t5Path, string? ellaPath)
+    EllaPipeline(PipelineLoadOptions options, StableDiffusionModel sd, ConnectorModule? connector, string? t5Path, string? ellaPath)
     {
         _options = options;
         StableDiffusion = sd;
@@ -47,7 +47,7 @@ public sealed class EllaPipeline : IDisposable
         var sw = Stopwatch.StartNew();
         var sd = StableDiffusionModel.Load(options.StableDiffusion, options.DType, options.Device, options.LoadClip, options.ClipTokenizer);
         log?.Invoke($"loaded Stable Diffusion ({sd.Name}) in {sw.Elapsed.TotalSeconds:F1} s");
-        EllaConnector? connector = null;
+        ConnectorModule? connector = null;
         string? ellaFile = null;
         try
         {
@@ -55,7 +55,7 @@ public sealed class EllaPipeline : IDisposable
             {
                 sw.Restart();
                 ellaFile = ModelLocator.EllaFile(options.Ella);
-                connector = EllaConnector.FromPretrained(ellaFile, options.DType, options.Device);
+                connector = Connectors.FromPretrained(ellaFile, options.DType, options.Device);
                 int width = connector.Config.ConditionWidth, cross = sd.Unet.Config.CrossAttentionDim;
                 if (width != cross)
                     throw new EllaException($"{ellaFile}: the ELLA connector outputs {width}-wide tokens but the UNet's cross_attention_dim is {cross}; this connector does not belong to this Stable Diffusion model");

@@ -18,6 +18,12 @@ public sealed class AdaLayerNorm : nn.Module<Tensor, Tensor, Tensor>
     {
         _dim = embeddingDim;
         linear = Layers.Linear(timeEmbeddingDim, 2 * embeddingDim);
+        if (!Layers.SkippingInit) // the authors zero-initialise the modulation
+            using (no_grad())
+            {
+                linear.weight!.zero_();
+                linear.bias!.zero_();
+            }
         RegisterComponents();
     }
 

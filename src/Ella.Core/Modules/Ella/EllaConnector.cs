@@ -9,15 +9,16 @@ namespace Ella.Modules.Ella;
 /// <summary>
 /// ELLA's Timestep-Aware Semantic Connector (the authors' <c>ELLA</c> class): LLM text features and the diffusion
 /// timestep in, <c>num_latents</c> condition tokens for the UNet's cross-attention out. Parameter names equal the
-/// released checkpoint's keys (time_embedding.*, connector.*).
+/// released checkpoint's keys (time_embedding.*, connector.*). With connector_type "adaln-zero" its blocks carry the
+/// paper's zero-initialised residual gates (<see cref="GatedPerceiverAttentionBlock"/>).
 /// </summary>
-public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
+public sealed class EllaConnector : ConnectorModule
 {
     readonly Timesteps position;
     readonly TimestepEmbedding time_embedding;
     readonly PerceiverResampler connector;
 
-    public EllaConnectorConfig Config { get; }
+    public override EllaConnectorConfig Config { get; }
 
     public EllaConnector(EllaConnectorConfig config) : base(nameof(EllaConnector))
     {
@@ -26,7 +27,7 @@ public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
         position = new Timesteps(config.TimeChannel, flipSinToCos: true, downscaleFreqShift: 0);
         using (Layers.FullPrecision()) time_embedding = new TimestepEmbedding(config.TimeChannel, config.TimeEmbedDim, config.ActFn, config.OutDim);
         connector = new PerceiverResampler(config.Width, config.Layers, config.Heads, config.NumLatents,
-            config.InputDim, config.OutputDim, config.TimeEmbedDim);
+            config.InputDim, config.OutputDim, config.TimeEmbedDim, gated: config.ConnectorType == Connectors.AdaLnZero);
         RegisterComponents();
     }
 
@@ -56,12 +57,5 @@ public sealed class EllaConnector : nn.Module<Tensor, Tensor, Tensor>
         using var source = Checkpoint.Open(path);
         var cfg = config ?? EllaConnectorConfig.Resolve(path, source);
         return Common.Pretrained.Load(() => new EllaConnector(cfg), source, dtype, device, "ELLA connector");
-    }
-
-    /// <summary>Saves weights with the config in the safetensors metadata, atomically.</summary>
-    public void Save(string path)
-    {
-        var metadata = new Dictionary<string, string> { [EllaConnectorConfig.MetadataKey] = Config.ToJson(), ["format"] = "pt" };
-        SafetensorsWriter.Save(path, state_dict(), metadata);
     }
 }

@@ -27,6 +27,7 @@ public sealed class PackedMultiheadAttention : nn.Module<Tensor, Tensor, Tensor>
         in_proj_weight = Layers.Parameter([3 * embedDim, embedDim], () => nn.init.xavier_uniform_(empty(3 * embedDim, embedDim)));
         in_proj_bias = Layers.Parameter([3 * embedDim], () => zeros(3 * embedDim));
         out_proj = Layers.Linear(embedDim, embedDim);
+        if (!Layers.SkippingInit) using (no_grad()) out_proj.bias!.zero_(); // as torch.nn.MultiheadAttention
         RegisterComponents();
     }
 

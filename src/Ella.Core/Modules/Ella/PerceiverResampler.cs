@@ -14,17 +14,19 @@ public sealed class PerceiverResampler : nn.Module<Tensor, Tensor, Tensor>
     readonly Parameter latents;
     readonly Linear time_aware_linear;
     readonly Linear? proj_in;
-    readonly ModuleList<PerceiverAttentionBlock> perceiver_blocks;
+    readonly ModuleList<nn.Module<Tensor, Tensor, Tensor, Tensor>> perceiver_blocks;
     readonly Sequential? proj_out;
 
-    public PerceiverResampler(int width, int layers, int heads, int numLatents, int? inputDim, int? outputDim, int timeEmbeddingDim)
+    /// <param name="gated">AdaLN-Zero blocks (<see cref="GatedPerceiverAttentionBlock"/>) instead of the released TSC blocks</param>
+    public PerceiverResampler(int width, int layers, int heads, int numLatents, int? inputDim, int? outputDim, int timeEmbeddingDim, bool gated = false)
         : base(nameof(PerceiverResampler))
     {
         latents = Layers.Parameter([numLatents, width], () => randn(numLatents, width).mul_(Math.Pow(width, -0.5)));
         time_aware_linear = Layers.Linear(timeEmbeddingDim, width);
         if (inputDim is { } inDim) proj_in = Layers.Linear(inDim, width);
-        perceiver_blocks = nn.ModuleList(Enumerable.Range(0, layers)
-            .Select(_ => new PerceiverAttentionBlock(width, heads, timeEmbeddingDim)).ToArray());
+        perceiver_blocks = nn.ModuleList(Enumerable.Range(0, layers).Select(_ => gated
+            ? (nn.Module<Tensor, Tensor, Tensor, Tensor>)new GatedPerceiverAttentionBlock(width, heads, timeEmbeddingDim)
+            : new PerceiverAttentionBlock(width, heads, timeEmbeddingDim)).ToArray());
         if (outputDim is { } outDim)
             proj_out = nn.Sequential(("0", Layers.Linear(width, outDim)), ("1", Layers.LayerNorm(outDim, 1e-5)));
         RegisterComponents();

@@ -1,0 +1,78 @@
+using static TorchSharp.torch;
+
+namespace Ella.Training;
+
+/// <summary>Everything an <c>ella train</c> run is told (the command's flags).</summary>
+public sealed class TrainingOptions
+{
+    /// <summary>Stable Diffusion (its UNet is trained against; its VAE encodes images when no cache is given).</summary>
+    public string? StableDiffusion { get; set; }
+    /// <summary>Text encoder (FLAN-T5) folder: encodes captions live (without a cache) and the validation prompts.</summary>
+    public string? T5 { get; set; }
+    /// <summary>A feature cache written by <c>ella train cache</c>.</summary>
+    public string? Cache { get; set; }
+    public IReadOnlyList<string> Data { get; set; } = [];
+    public string? Output { get; set; }
+    public string? Init { get; set; }
+    public string ConnectorType { get; set; } = "tsc";
+    public int Blocks { get; set; } = 6;
+    public int MaxSteps { get; set; } = 1000;
+    public int Batch { get; set; } = 1;
+    public int Resolution { get; set; } = 512;
+    public long Seed { get; set; }
+    public double? SnrGamma { get; set; }
+    public double CaptionDropout { get; set; } = 0.1;
+    public double? MaxGradNorm { get; set; } = 1.0;
+    public double Lr { get; set; } = 1e-4;
+    public double WeightDecay { get; set; } = 0.01;
+    public string LrSchedule { get; set; } = "constant";
+    public int WarmupSteps { get; set; }
+    public int GradAccum { get; set; } = 1;
+    public ScalarType DType { get; set; } = ScalarType.Float32;
+    public Device Device { get; set; } = CPU;
+    public int SaveEvery { get; set; } = 500;
+    public int KeepLast { get; set; } = 3;
+    public string? Resume { get; set; }
+    public string? ValidationPrompts { get; set; }
+    public int ValidateEvery { get; set; }
+    public int ValidationSteps { get; set; } = 20;
+    public double ValidationGuidance { get; set; } = 7.5;
+    public bool RandomCrop { get; set; }
+    public bool RandomFlip { get; set; }
+    /// <summary>Captions keep their own token count, truncated to this many T5 tokens.</summary>
+    public int MaxLength { get; set; } = 128;
+
+    /// <summary>Checks the flags that need no file; throws <see cref="EllaException"/> naming the flag.</summary>
+    public void Validate()
+    {
+        if (Output is null && Resume is null) throw new EllaException("--output OUT is required (or --resume OUT)");
+        if (StableDiffusion is null) throw new EllaException("--sd is required (the UNet the connector is trained for)");
+        if (Cache is null && (Data.Count == 0 || T5 is null))
+            throw new EllaException("give either --cache DIR (made by 'ella train cache') or --data DIR with --t5 (encode live)");
+        if (Cache is not null && Data.Count > 0) throw new EllaException("--cache and --data exclude each other (the cache already holds the data)");
+        if (Init is not null && !File.Exists(Init) && !Directory.Exists(Init)) throw new EllaException($"--init {Init}: no such file");
+        if (!Modules.Ella.Connectors.Types.Contains(ConnectorType))
+            throw new EllaException($"--connector '{ConnectorType}' is not known (choose one of: {string.Join(", ", Modules.Ella.Connectors.Types)})");
+        void Positive(string flag, int v) { if (v < 1) throw new EllaException($"{flag} must be at least 1, got {v}"); }
+        Positive("--max-steps", MaxSteps);
+        Positive("--batch", Batch);
+        Positive("--blocks", Blocks);
+        Positive("--grad-accum", GradAccum);
+        Positive("--save-every", SaveEvery);
+        Positive("--keep-last", KeepLast);
+        Positive("--max-length", MaxLength);
+        if (Resolution <= 0 || Resolution % 8 != 0) throw new EllaException($"--resolution {Resolution}: must be a positive multiple of 8");
+        if (!(CaptionDropout >= 0 && CaptionDropout <= 1)) throw new EllaException($"--caption-dropout must be in [0, 1], got {CaptionDropout}");
+        if (MaxGradNorm is { } g && !(g > 0)) throw new EllaException($"--max-grad-norm must be positive, got {g}");
+        if (!(WeightDecay >= 0)) throw new EllaException($"--weight-decay must be ≥ 0, got {WeightDecay}");
+        if (SnrGamma is { } s && !(s > 0)) throw new EllaException($"--snr-gamma must be positive, got {s}");
+        new LearningRateSchedule(LrSchedule, Lr, WarmupSteps, MaxSteps).Validate();
+        Positive("--validation-steps", ValidationSteps);
+        if (ValidateEvery < 0) throw new EllaException($"--validate-every must be ≥ 0, got {ValidateEvery}");
+        if (ValidationPrompts is not null)
+        {
+            if (!File.Exists(ValidationPrompts)) throw new EllaException($"--validation-prompts {ValidationPrompts}: no such file");
+            if (T5 is null) throw new EllaException("--validation-prompts needs --t5 to encode the prompts");
+        }
+    }
+}

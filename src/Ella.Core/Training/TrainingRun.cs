@@ -1,0 +1,318 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Ella.Configs;
+using Ella.Imaging;
+using Ella.Modules.Ella;
+using Ella.Pipelines;
+using Ella.Schedulers;
+using Ella.Text;
+using Ella.TextEncoders;
+using Ella.Training.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Training;
+
+/// <summary>How a run ended.</summary>
+public enum TrainingOutcome { Completed, Interrupted, Diverged }
+
+/// <summary>
+/// An <c>ella train</c> run: loads the frozen UNet (and, without a cache, the VAE and text encoder), makes or loads the
+/// connector, checks every shape before the first step, then trains for <c>--max-steps</c> optimizer steps with
+/// checkpoints, a JSONL log, console progress and validation grids. Resumes exactly from a checkpoint: weights, AdamW
+/// state, LR schedule position, the noise generator and the data position.
+/// </summary>
+public sealed class TrainingRun
+{
+    readonly TrainingOptions _o;
+    readonly TextWriter _log;
+
+    TrainingRun(TrainingOptions options, TextWriter log)
+    {
+        _o = options;
+        _log = log;
+    }
+
+    public static TrainingOutcome Run(TrainingOptions options, TextWriter log, CancellationToken cancellation = default) =>
+        new TrainingRun(options, log).Execute(cancellation);
+
+    TrainingOutcome Execute(CancellationToken cancellation)
+    {
+        Native.TorchRuntime.Initialize();
+        _o.Validate();
+        string output = _o.Output ?? _o.Resume!;
+        (string Path, TrainingState State)? resume = _o.Resume is null ? null : TrainingCheckpoint.Latest(_o.Resume);
+
+        using var sd = StableDiffusionModel.Load(_o.StableDiffusion!, _o.DType, _o.Device, withTextEncoder: false);
+        ITextFeatureEncoder? textEncoder = _o.T5 is null ? null : T5TextFeatureEncoder.FromPretrained(_o.T5, _o.DType, _o.Device);
+        ISampleSource source;
+        if (_o.Cache is not null)
+            source = new CachedSampleSource(FeatureCache.Open(_o.Cache, m => _log.WriteLine(m)));
+        else
+            source = new LiveSampleSource(ImageCaptionDatasets.Open(_o.Data, new ImagePreprocessing(_o.Resolution, _o.RandomCrop, _o.RandomFlip), m => _log.WriteLine(m)),
+                sd.Vae, textEncoder!, _o.DType, _o.Device, _o.MaxLength, _o.Seed);
+        using var sourceScope = source;
+        if (source.Count == 0) throw new EllaException($"{source.Description}: no samples");
+
+        // Validation prompts are encoded once, before any training.
+        var validation = new List<(string Prompt, Tensor Features)>();
+        if (_o.ValidationPrompts is not null)
+        {
+            var prompts = File.ReadAllLines(_o.ValidationPrompts).Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
+            if (prompts.Count == 0) throw new EllaException($"--validation-prompts {_o.ValidationPrompts}: no prompts in the file");
+            foreach (var p in prompts)
+            {
+                using var enc = textEncoder!.Encode(p, TokenLength.Flexible, _o.MaxLength);
+                validation.Add((p, enc.Features.to(ScalarType.Float32, _o.Device).DetachFromDisposeScope()));
+            }
+        }
+        if (_o.Cache is not null) { textEncoder?.Dispose(); textEncoder = null; } // not needed any more
+
+        var unet = sd.Unet;
+        int cross = unet.Config.CrossAttentionDim;
+        ConnectorModule connector;
+        string connectorFrom;
+        if (resume is { } r)
+        {
+            connector = Connectors.FromPretrained(Path.Combine(r.Path, "connector.safetensors"), ScalarType.Float32, _o.Device);
+            connectorFrom = r.Path;
+        }
+        else if (_o.Init is not null)
+        {
+            connector = Connectors.FromPretrained(ModelLocator.EllaFile(_o.Init), ScalarType.Float32, _o.Device);
+            connectorFrom = _o.Init;
+        }
+        else
+        {
+            var config = new EllaConnectorConfig
+            {
+                ConnectorType = _o.ConnectorType, InputDim = source.TextFeatureDim, Width = cross, Layers = _o.Blocks, TimeEmbedDim = cross,
+            };
+            if (cross % config.Heads != 0) config.Heads = Enumerable.Range(1, 8).Reverse().First(h => cross % h == 0);
+            manual_seed(_o.Seed);
+            connector = Connectors.Create(config);
+            if (_o.Device.type != DeviceType.CPU) connector.to(_o.Device);
+            connectorFrom = $"a fresh {_o.ConnectorType} connector";
+        }
+        using var connectorScope = connector;
+        int width = connector.Config.ConditionWidth, inputDim = connector.Config.InputDim ?? connector.Config.Width;
+        if (width != cross)
+            throw new EllaException($"{connectorFrom}: the connector outputs {width}-wide tokens but the UNet's cross_attention_dim is {cross}");
+        if (inputDim != source.TextFeatureDim)
+            throw new EllaException($"{connectorFrom}: the connector reads {inputDim}-wide text features but the text encoder gives {source.TextFeatureDim}");
+
+        var objective = DiffusionObjective.FromConfig(sd.SchedulerConfig, _o.SnrGamma);
+        var settings = new OptimizerSettings(_o.Lr, _o.WeightDecay, MaxGradNorm: _o.MaxGradNorm);
+        using var trainer = new ConnectorTrainer(unet, connector, objective, source.NullTextFeatures, settings, _o.DType, _o.Device);
+        var schedule = new LearningRateSchedule(_o.LrSchedule, _o.Lr, _o.WarmupSteps, _o.MaxSteps);
+        var rng = new Generator((ulong)_o.Seed);
+        var state = new TrainingState
+        {
+            Seed = _o.Seed, LrSchedule = _o.LrSchedule, Lr = _o.Lr, WarmupSteps = _o.WarmupSteps, MaxSteps = _o.MaxSteps,
+            Batch = _o.Batch, GradAccum = _o.GradAccum,
+        };
+        if (resume is { } res)
+        {
+            TrainingCheckpoint.Restore(res.Path, trainer.Optimizer, rng);
+            state.Step = res.State.Step;
+            state.DataPosition = res.State.DataPosition;
+            state.LastLoss = res.State.LastLoss;
+            if (res.State.Seed != _o.Seed) _log.WriteLine($"warning: resuming a run made with --seed {res.State.Seed} under --seed {_o.Seed}: the data order follows the new seed");
+        }
+        Directory.CreateDirectory(output);
+        string logPath = Path.Combine(output, "log.jsonl");
+        TrimLog(logPath, state.Step);
+        var stream = new SampleStream(source, _o.Seed, state.DataPosition);
+
+        _log.WriteLine($"training {connector.Config.ConnectorType} connector ({connector.parameters().Sum(p => p.NumberOfElements):N0} parameters, from {connectorFrom}) " +
+            $"on {source.Description}; UNet {sd.Name} in {DTypeName(_o.DType)}; {_o.MaxSteps} steps × {_o.Batch * _o.GradAccum} samples; output {output}");
+        if (resume is not null) _log.WriteLine($"resumed from {resume.Value.Path} at step {state.Step}");
+        string? lastCheckpoint = resume?.Path;
+        int lastSaved = state.Step;
+        var runClock = Stopwatch.StartNew();
+        int startStep = state.Step;
+        try
+        {
+            while (state.Step < _o.MaxSteps)
+            {
+                if (cancellation.IsCancellationRequested)
+                {
+                    if (state.Step > lastSaved) lastCheckpoint = SaveCheckpoint(output, state, trainer, rng);
+                    _log.WriteLine($"interrupted at step {state.Step}; checkpoint {lastCheckpoint ?? "(none: no step finished)"}; continue with --resume {output}");
+                    return TrainingOutcome.Interrupted;
+                }
+                var clock = Stopwatch.StartNew();
+                var micro = new List<TrainingBatch>();
+                StepResult result;
+                try
+                {
+                    for (int a = 0; a < _o.GradAccum; a++) micro.Add(NextBatch(stream, source, objective, rng));
+                    result = trainer.Step(micro, schedule.At(state.Step));
+                }
+                finally
+                {
+                    foreach (var b in micro) b.Dispose();
+                }
+                int step = state.Step + 1;
+                if (!result.Finite)
+                {
+                    _log.WriteLine($"error: step {step}: the loss is {result.Loss.ToString(CultureInfo.InvariantCulture)} (gradient norm {result.GradNorm.ToString(CultureInfo.InvariantCulture)}): training diverged and stopped; " +
+                        $"the last good checkpoint is {lastCheckpoint ?? "(none)"}; try a lower --lr or --max-grad-norm");
+                    return TrainingOutcome.Diverged;
+                }
+                state.Step = step;
+                state.DataPosition = stream.Position;
+                state.LastLoss = result.Loss;
+                double seconds = clock.Elapsed.TotalSeconds;
+                double samplesPerS = _o.Batch * _o.GradAccum / Math.Max(1e-9, seconds);
+                AppendLog(logPath, step, result, samplesPerS);
+                double perStep = runClock.Elapsed.TotalSeconds / (step - startStep);
+                _log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"step {step}/{_o.MaxSteps}  loss {result.Loss:F5}  grad_norm {result.GradNorm:F4}  lr {result.Lr:E2}  {samplesPerS:F2} samples/s  ETA {Duration(perStep * (_o.MaxSteps - step))}"));
+                if (step % _o.SaveEvery == 0 || step == _o.MaxSteps)
+                {
+                    lastCheckpoint = SaveCheckpoint(output, state, trainer, rng);
+                    lastSaved = step;
+                }
+                if (validation.Count > 0 && ((_o.ValidateEvery > 0 && step % _o.ValidateEvery == 0) || step == _o.MaxSteps))
+                    Validate(output, step, sd, connector, validation, source.NullTextFeatures);
+            }
+            string final = Path.Combine(output, "connector.safetensors");
+            connector.Save(final);
+            _log.WriteLine($"done: {state.Step} steps; connector {final}" + (source.Skipped > 0 ? $"; {source.Skipped} samples skipped" : ""));
+            return TrainingOutcome.Completed;
+        }
+        finally
+        {
+            foreach (var (_, f) in validation) f.Dispose();
+            textEncoder?.Dispose();
+        }
+    }
+
+    string SaveCheckpoint(string output, TrainingState state, ConnectorTrainer trainer, Generator rng)
+    {
+        string path = TrainingCheckpoint.Save(output, state, trainer.Connector, trainer.Optimizer, rng, _o.KeepLast);
+        _log.WriteLine($"saved {path}");
+        return path;
+    }
+
+    /// <summary>Draws one micro-batch: samples in data order, posterior samples, noise, timesteps and caption drops.</summary>
+    TrainingBatch NextBatch(SampleStream stream, ISampleSource source, DiffusionObjective objective, Generator rng)
+    {
+        using var scope = NewDisposeScope();
+        var samples = new List<PosteriorSample>();
+        try
+        {
+            for (int i = 0; i < _o.Batch; i++) samples.Add(stream.Next());
+            var latents = stack(samples.Select(s => s.Mean + s.Std * randn(s.Mean.shape, generator: rng)).ToArray()) * source.ScalingFactor;
+            var noise = randn(latents.shape, generator: rng);
+            var timesteps = randint(0, objective.NumTrainTimesteps, [_o.Batch], dtype: ScalarType.Int64, generator: rng);
+            var drop = rand([_o.Batch], generator: rng).data<float>().Select(u => u < _o.CaptionDropout).ToArray();
+            var text = samples.Select(s => s.TextFeatures.alias().DetachFromDisposeScope()).ToList();
+            return new TrainingBatch(latents.DetachFromDisposeScope(), noise.DetachFromDisposeScope(), timesteps.DetachFromDisposeScope(), text, drop);
+        }
+        finally
+        {
+            foreach (var s in samples) s.Dispose();
+        }
+    }
+
+    /// <summary>A grid of images, one per validation prompt with a fixed seed (seed + i), under OUT/validation/.</summary>
+    void Validate(string output, int step, StableDiffusionModel sd, ConnectorModule connector, List<(string Prompt, Tensor Features)> prompts, Tensor nullFeatures)
+    {
+        var clock = Stopwatch.StartNew();
+        connector.eval();
+        var cells = new List<RgbImage>();
+        try
+        {
+            using var mode = inference_mode();
+            int f = sd.Vae.Config.DownscaleFactor;
+            for (int i = 0; i < prompts.Count; i++)
+            {
+                using var scope = NewDisposeScope();
+                using var cond = new EllaConditioner(connector, [prompts[i].Features], ScalarType.Float32);
+                using var uncond = new EllaConditioner(connector, [nullFeatures.unsqueeze(0).to(ScalarType.Float32, _o.Device)], ScalarType.Float32);
+                using var scheduler = SchedulerFactory.Create("dpm++2m", sd.SchedulerConfig);
+                scheduler.SetTimesteps(_o.ValidationSteps);
+                var generator = new Generator((ulong)(_o.Seed + i));
+                var latents = DenoisingLoop.InitialLatents(1, sd.Unet.Config.InChannels, _o.Resolution / f, _o.Resolution / f, generator, scheduler.InitNoiseSigma, _o.Device);
+                var final = DenoisingLoop.Run(sd.Unet, scheduler, latents, cond, uncond, _o.ValidationGuidance, generator, _o.DType);
+                var image = DenoisingLoop.Decode(sd.Vae, final, _o.DType).cpu();
+                cells.Add(RgbImage.FromTensor(image[0]));
+            }
+        }
+        finally
+        {
+            connector.train();
+        }
+        string dir = Path.Combine(output, "validation");
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, $"step-{step:D6}.png");
+        var grid = ImageGrid.Make(cells, Math.Min(4, cells.Count), prompts.Select(p => p.Prompt.Length > 40 ? p.Prompt[..40] : p.Prompt).ToList(), gap: 4);
+        grid.SavePng(path, new Dictionary<string, string> { ["parameters"] = $"validation step {step}; seeds {_o.Seed}..{_o.Seed + prompts.Count - 1}; {_o.ValidationSteps} steps DPM++ 2M, CFG {_o.ValidationGuidance}" });
+        _log.WriteLine($"validation grid {path} ({clock.Elapsed.TotalSeconds:F1} s)");
+    }
+
+    static void AppendLog(string path, int step, StepResult r, double samplesPerS)
+    {
+        string line = JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["step"] = step, ["loss"] = r.Loss, ["grad_norm"] = r.GradNorm, ["lr"] = r.Lr, ["samples_per_s"] = Math.Round(samplesPerS, 4),
+        });
+        File.AppendAllText(path, line + "\n");
+    }
+
+    /// <summary>On resume, drops log lines of steps after the checkpoint (they will be run again).</summary>
+    static void TrimLog(string path, int step)
+    {
+        if (!File.Exists(path)) return;
+        var keep = File.ReadAllLines(path).Where(l =>
+        {
+            try { using var d = JsonDocument.Parse(l); return d.RootElement.GetProperty("step").GetInt32() <= step; }
+            catch (Exception) { return false; }
+        }).ToList();
+        File.WriteAllLines(path, keep);
+    }
+
+    static string DTypeName(ScalarType t) => t == ScalarType.BFloat16 ? "bf16" : t == ScalarType.Float16 ? "fp16" : "fp32";
+
+    public static string Duration(double seconds)
+    {
+        if (double.IsNaN(seconds) || double.IsInfinity(seconds)) return "?";
+        var t = TimeSpan.FromSeconds(Math.Max(0, seconds));
+        return t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{t.Minutes}m{t.Seconds:D2}s" : $"{t.TotalSeconds:F0}s";
+    }
+}
+
+/// <summary>
+/// The data order: epoch e visits the samples in randperm(N) drawn from a generator seeded with seed + e; a position
+/// counts every sample taken (skipped ones too), so a run resumes at the same place.
+/// </summary>
+public sealed class SampleStream(ISampleSource source, long seed, long position)
+{
+    long[]? _order;
+    long _epoch = -1;
+
+    public long Position { get; private set; } = position;
+
+    public PosteriorSample Next()
+    {
+        int n = source.Count;
+        for (int tries = 0; tries <= n; tries++)
+        {
+            long epoch = Position / n;
+            if (epoch != _epoch)
+            {
+                using var perm = randperm(n, generator: new Generator((ulong)(seed + epoch)));
+                _order = perm.data<long>().ToArray();
+                _epoch = epoch;
+            }
+            int index = (int)_order![Position % n];
+            long at = Position++;
+            var sample = source.TryLoad(index, at);
+            if (sample is not null) return sample;
+        }
+        throw new EllaException($"{source.Description}: every sample was skipped; nothing to train on");
+    }
+}
