@@ -14,7 +14,7 @@ namespace Ella.Pipelines;
 /// 5 the denoising loop (TSC(features, t) every step, UNet, CFG, scheduler step), 6 VAE decode.
 /// Load once with <see cref="Load"/>; call <see cref="Generate"/> as often as needed (calls are serialised).
 /// </summary>
-public sealed class EllaPipeline : IDisposable
+public sealed partial class EllaPipeline : IDisposable
 {
     readonly PipelineLoadOptions _options;
     readonly object _gate = new();
@@ -105,6 +105,7 @@ public sealed class EllaPipeline : IDisposable
         if (r.TokenLength == TokenLength.Fixed && r.MaxLength < 2) throw new EllaException($"max length must be at least 2, got {r.MaxLength}");
         if (!SchedulerFactory.IsKnown(r.Scheduler))
             throw new EllaException($"unknown scheduler '{r.Scheduler}' (choose one of: {string.Join(", ", SchedulerFactory.Names)})");
+        ValidateTools(r);
     }
 
     public GenerationResult Generate(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellation = default)
@@ -115,6 +116,7 @@ public sealed class EllaPipeline : IDisposable
             using var mode = inference_mode();
             using var scope = NewDisposeScope();
             var warnings = new List<string>();
+            request = ApplyLoras(request, warnings);
             var sw = Stopwatch.StartNew();
             // Each prompt gives BatchSize rows, as diffusers' num_images_per_prompt does.
             IConditioner cond;
@@ -146,12 +148,13 @@ public sealed class EllaPipeline : IDisposable
             using var scheduler = SchedulerFactory.Create(request.Scheduler, StableDiffusion.SchedulerConfig);
             scheduler.SetTimesteps(request.Steps);
             long seed = request.Seed ?? Random.Shared.NextInt64(0, 1L << 53);
-            var generator = new Generator((ulong)seed);
-            int f = StableDiffusion.Vae.Config.DownscaleFactor;
+            var seeds = SeedGenerators.Create(request.SeedMode, seed, rows);
             sw.Restart();
             Tensor final;
-            using (var latents = DenoisingLoop.InitialLatents(rows, StableDiffusion.Unet.Config.InChannels, request.Height / f, request.Width / f, generator, scheduler.InitNoiseSigma, DeviceOrCpu))
-                final = DenoisingLoop.Run(StableDiffusion.Unet, scheduler, latents, cond, uncondRows, request.GuidanceScale, generator, _options.DType, progress, cancellation);
+            var (latents, parts) = Start(request, rows, scheduler, seeds, request.GuidanceScale > 1.0 && uncondRows != null);
+            using (latents)
+            using (parts)
+                final = DenoisingLoop.Run(StableDiffusion.Unet, scheduler, latents, cond, uncondRows, request.GuidanceScale, seeds.Main, _options.DType, progress, cancellation, parts: parts);
             var denoiseTime = sw.Elapsed;
             sw.Restart();
             Tensor images;
@@ -268,6 +271,7 @@ public sealed class EllaPipeline : IDisposable
 
     public void Dispose()
     {
+        DisposeTools();
         foreach (var c in _negativeCache.Values) c.Dispose();
         _negativeCache.Clear();
         StableDiffusion.Dispose();

@@ -61,8 +61,10 @@ public static class Checkpoint
     static bool LooksLikeZipOrPickle(string path)
     {
         using var fs = File.OpenRead(path);
-        Span<byte> head = stackalloc byte[2];
-        if (fs.Read(head) < 2) return false;
+        Span<byte> head = stackalloc byte[9];
+        int read = fs.ReadAtLeast(head, 9, throwOnEndOfStream: false);
+        if (read < 2) return false;
+        if (read == 9 && head[8] == (byte)'{') return false; // safetensors: 8-byte header length, then the JSON header (its length may start with 0x80)
         return (head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80; // zip (torch.save) or a pickle protocol byte
     }
 
