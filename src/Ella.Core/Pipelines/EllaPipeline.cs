@@ -3,6 +3,7 @@ using Ella.Modules.Ella;
 using Ella.Modules.T5;
 using Ella.Schedulers;
 using Ella.Text;
+using Ella.Text.PromptWeights;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -171,7 +172,7 @@ public sealed partial class EllaPipeline : IDisposable
     /// <summary>The negative prompt's condition, cached per timestep across calls (it depends on t only).</summary>
     CachedConditioner NegativeCondition(GenerationRequest r, List<string> warnings)
     {
-        var key = (r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : 0);
+        var key = (GenerationModes.UsesClip(r.Mode) ? $"{r.NegativePrompt}\0{ClipChunks(r)}" : r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : 0);
         if (!_negativeCache.TryGetValue(key, out var cached))
         {
             if (_negativeCache.Count >= 8)
@@ -188,7 +189,7 @@ public sealed partial class EllaPipeline : IDisposable
     IConditioner BuildConditioner(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
         IConditioner? ella = GenerationModes.UsesElla(r.Mode) ? EllaCondition(prompts, r, warnings, negative) : null;
-        IConditioner? clip = GenerationModes.UsesClip(r.Mode) ? ClipCondition(prompts, warnings, negative) : null;
+        IConditioner? clip = GenerationModes.UsesClip(r.Mode) ? ClipCondition(prompts, r, warnings, negative) : null;
         return r.Mode switch
         {
             GenerationMode.Ella => ella!,
@@ -227,27 +228,27 @@ public sealed partial class EllaPipeline : IDisposable
 
     IConditioner EllaCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
-        var features = EncodeT5(prompts, r.TokenLength, r.MaxLength, negative ? null : warnings);
+        var features = EncodeT5(prompts.Select(PromptAttention.Strip).ToList(), r.TokenLength, r.MaxLength, negative ? null : warnings); // T5 gets no weights
         try { return new EllaConditioner(Connector!, features, _options.DType); }
         finally { foreach (var f in features.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>()) f.Dispose(); }
     }
 
-    IConditioner ClipCondition(IReadOnlyList<string> prompts, List<string> warnings, bool negative)
+    /// <summary>CLIP's condition with Automatic1111's prompt weights and 75-token chunks (Text/PromptWeights); prompt and
+    /// negative get the same number of chunks.</summary>
+    IConditioner ClipCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
         var tokenizer = StableDiffusion.Tokenizer!;
-        var rows = new List<long[]>();
-        foreach (var p in prompts)
-        {
-            var tok = tokenizer.Encode(p);
-            if (tok.Truncated && !negative)
-                warnings.Add($"prompt truncated to {tokenizer.ModelMaxLength} CLIP tokens (of {tok.UntruncatedLength}); dropped: \"{Truncate(tokenizer.TruncatedTail(p))}\"");
-            rows.Add(tok.Ids.Select(i => (long)i).ToArray());
-        }
+        int chunks = ClipChunks(r);
+        if (!negative && chunks > 1)
+            warnings.Add($"prompt longer than {ClipPromptChunks.ChunkLength} CLIP tokens: encoded as {chunks} chunks of {ClipPromptChunks.ChunkLength} (+ start/end), as Automatic1111 does");
         using var scope = NewDisposeScope();
-        var ids = stack(rows.Select(r => tensor(r)).ToArray()).to(DeviceOrCpu);
-        var hidden = StableDiffusion.TextEncoder!.forward(ids);
-        return new StaticConditioner(hidden.MoveToOuterDisposeScope());
+        var encoded = new Dictionary<string, Tensor>();
+        var rows = prompts.Select(p => encoded.TryGetValue(p, out var e) ? e
+            : encoded[p] = WeightedClipEncoder.Encode(StableDiffusion.TextEncoder!, tokenizer, p, chunks, DeviceOrCpu)).ToArray();
+        return new StaticConditioner(cat(rows, 0).MoveToOuterDisposeScope());
     }
+
+    int ClipChunks(GenerationRequest r) => r.Prompts.Append(r.NegativePrompt).Distinct().Max(p => WeightedClipEncoder.ChunkCount(StableDiffusion.Tokenizer!, p));
 
     /// <summary>Rows of precomputed features: in flexible mode each row without its trailing all-zero padding.</summary>
     static List<Tensor> EmbedRows(Tensor embeds, TokenLength mode)
