@@ -27,6 +27,21 @@ public class ToolsFixtureTests(ITestOutputHelper output)
 
     static readonly Dictionary<string, EllaPipeline> Pipelines = new();
 
+    /// <summary>An SD folder for the fixture model with <paramref name="unet"/> as its unet/ (symbolic links).</summary>
+    internal static string SdFolder(string unet)
+    {
+        string model = Path.GetFullPath(Path.Combine(Dir, Index().GetProperty("model_dir").GetString()!));
+        if (unet == "unet") return model;
+        string sd = Path.Combine(Path.GetTempPath(), $"ella-tools-{unet}-{Environment.ProcessId}");
+        Directory.CreateDirectory(sd);
+        foreach (var part in new[] { "vae", "scheduler" })
+            if (!Directory.Exists(Path.Combine(sd, part))) Directory.CreateSymbolicLink(Path.Combine(sd, part), Path.Combine(model, part));
+        if (!Directory.Exists(Path.Combine(sd, "unet"))) Directory.CreateSymbolicLink(Path.Combine(sd, "unet"), Path.Combine(Dir, unet));
+        return sd;
+    }
+
+    internal static string EllaFile => Path.GetFullPath(Path.Combine(Dir, Index().GetProperty("model_dir").GetString()!, "ella.safetensors"));
+
     /// <summary>The fixture's SD folder, with <paramref name="unet"/> (a folder of the tools fixture, or the model's own
     /// unet) linked in as unet/.</summary>
     internal static EllaPipeline Pipeline(string unet)
@@ -34,17 +49,7 @@ public class ToolsFixtureTests(ITestOutputHelper output)
         lock (Pipelines)
         {
             if (Pipelines.TryGetValue(unet, out var p)) return p;
-            string model = Path.GetFullPath(Path.Combine(Dir, Index().GetProperty("model_dir").GetString()!));
-            string sd = model;
-            if (unet != "unet")
-            {
-                sd = Path.Combine(Path.GetTempPath(), $"ella-tools-{unet}-{Environment.ProcessId}");
-                Directory.CreateDirectory(sd);
-                foreach (var part in new[] { "vae", "scheduler" })
-                    if (!Directory.Exists(Path.Combine(sd, part))) Directory.CreateSymbolicLink(Path.Combine(sd, part), Path.Combine(model, part));
-                if (!Directory.Exists(Path.Combine(sd, "unet"))) Directory.CreateSymbolicLink(Path.Combine(sd, "unet"), Path.Combine(Dir, unet));
-            }
-            p = EllaPipeline.Load(new PipelineLoadOptions { StableDiffusion = sd, Ella = Path.Combine(model, "ella.safetensors") });
+            p = EllaPipeline.Load(new PipelineLoadOptions { StableDiffusion = SdFolder(unet), Ella = EllaFile });
             Pipelines[unet] = p;
             return p;
         }
