@@ -25,7 +25,7 @@ public class ToolsFixtureTests(ITestOutputHelper output)
     public static IEnumerable<object[]> Cases() =>
         Index().GetProperty("cases").EnumerateArray().Select(c => new object[] { c.GetProperty("name").GetString()! });
 
-    static readonly Dictionary<string, EllaPipeline> Pipelines = new();
+    internal static readonly Dictionary<string, EllaPipeline> Pipelines = new();
 
     /// <summary>An SD folder for the fixture model with <paramref name="unet"/> as its unet/ (symbolic links).</summary>
     internal static string SdFolder(string unet)
