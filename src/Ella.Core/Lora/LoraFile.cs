@@ -93,6 +93,26 @@ public sealed class LoraFile : IDisposable
         return t.item<float>();
     }
 
+    /// <summary>Adds scale · up · down to <paramref name="weight"/> in place: one fused addmm on a contiguous float32
+    /// weight (no temporary product), else the float32 delta converted to the weight's dtype.</summary>
+    public void AddTo(LoraModule m, Tensor weight, double multiplier)
+    {
+        using var scope = NewDisposeScope();
+        if (weight.dtype == ScalarType.Float32 && weight.is_contiguous() && weight.device_type == TorchSharp.DeviceType.CPU)
+        {
+            var up = Source.Read(m.UpName, ScalarType.Float32);
+            var down = Source.Read(m.DownName, ScalarType.Float32);
+            var up2 = up.dim() == 4 ? up[.., .., 0, 0] : up;
+            var down2 = down.flatten(1);
+            if (up2.shape[0] * down2.shape[1] != weight.numel() || up2.shape[0] != weight.shape[0])
+                throw new EllaException($"{Path}: {m.Key}: LoRA shape [{string.Join(", ", up.shape)}]·[{string.Join(", ", down.shape)}] does not fit the weight [{string.Join(", ", weight.shape)}]");
+            double scale = multiplier * (m.Alpha is { } a ? a / down.shape[0] : 1.0);
+            weight.view(weight.shape[0], -1).addmm_(up2, down2, beta: 1, alpha: (float)scale);
+            return;
+        }
+        weight.add_(Delta(m, weight.shape, multiplier).to(weight.device).to_type(weight.dtype));
+    }
+
     /// <summary>scale · up · down in float32, reshaped to <paramref name="shape"/> (linear: [out, in]; conv: [out, in, k, k]).</summary>
     public Tensor Delta(LoraModule m, long[] shape, double multiplier)
     {

@@ -73,9 +73,7 @@ public sealed class LoraPatcher : IDisposable
             var (name, p) = found;
             var key = (m.Target, name);
             if (!_originals.ContainsKey(key)) _originals[key] = p.detach().clone().DetachFromDisposeScope();
-            using var scope = NewDisposeScope();
-            var delta = file.Delta(m, p.shape, spec.Multiplier);
-            p.add_(delta.to(p.device).to_type(p.dtype));
+            file.AddTo(m, p, spec.Multiplier);
             merged++;
         }
         if (merged == 0 && skippedText == 0)

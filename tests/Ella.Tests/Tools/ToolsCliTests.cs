@@ -80,6 +80,9 @@ public class ToolsCliTests
                 (["--init-image", init, "--strength", "1.5"], "strength"),
                 (["--init-image", init, "--strength", "0.1"], "no denoising step"),
                 (["--controlnet", Path.Combine(Dir, "controlnet")], "--control-image"),
+                (["--controlnet", Path.Combine(Dir, "controlnet"), "--controlnet", Path.Combine(Dir, "controlnet"), "--control-image", init], "2 --controlnet but 1 --control-image"),
+                (["--controlnet", Path.Combine(Dir, "controlnet"), "--control-image", init, "--control-start", "0.8", "--control-end", "0.2"], "--control-start"),
+                (["--controlnet", Path.Combine(Dir, "controlnet"), "--control-image", init, "--control-preprocess", "depth"], "depth"),
                 (["--lora", "/nonexistent/x.safetensors:0.5"], "/nonexistent/x.safetensors"),
                 (["--init-image", "/nonexistent/init.png"], "/nonexistent/init.png"),
             })
