@@ -11,17 +11,19 @@ public static class CompareCommand
     public static Command Create(CliContext ctx)
     {
         var o = new PipelineCliOptions();
+        var tools = new ToolCliOptions();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt" };
         var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a text file" };
         var negative = new Option<string>("--negative-prompt") { Description = "Negative prompt (default: empty)", DefaultValueFactory = _ => "" };
         var output = new Option<string>("--output", "-o") { Description = "PNG path of the grid", DefaultValueFactory = _ => "compare.png" };
         var command = new Command("compare", "One grid in the authors' order: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, same seed") { prompt, promptFile, negative, output };
         o.AddTo(command);
-        command.SetAction(p => Run(ctx, o, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(output)!));
+        tools.AddTo(command);
+        command.SetAction(p => Run(ctx, o, tools, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(output)!));
         return command;
     }
 
-    static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, string? prompt, string? promptFile, string negative, string output)
+    static int Run(CliContext ctx, PipelineCliOptions o, ToolCliOptions tools, ParseResult p, string? prompt, string? promptFile, string negative, string output)
     {
         if (promptFile != null)
         {
@@ -32,6 +34,7 @@ public static class CompareCommand
         if (string.IsNullOrEmpty(prompt)) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
         Robustness.OutputFiles.Prepare([output], p.GetValue(o.NoOverwrite));
         var load = o.LoadOptions(p, [GenerationMode.Clip, GenerationMode.Ella]);
+        var toolRequest = tools.Apply(p, o.Request(p, [prompt], negative), o);
         using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
         long seed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
         var variants = new (string Label, GenerationMode Mode, TokenLength Length)[]
@@ -44,7 +47,7 @@ public static class CompareCommand
         var warnings = new HashSet<string>();
         foreach (var (label, mode, length) in variants)
         {
-            var request = o.Request(p, [prompt], negative, mode, length) with { Seed = seed };
+            var request = toolRequest with { Mode = mode, TokenLength = length, Seed = seed };
             pipeline.Validate(request);
             var progress = new StepProgressReporter(ctx.Error, StepProgressReporter.IsInteractive(ctx.Error), $"{label}: ");
             using var result = pipeline.Generate(request, progress, ctx.Interrupt);
@@ -54,7 +57,7 @@ public static class CompareCommand
         var grid = ImageGrid.Make(cells, cells.Count, variants.Select(v => v.Label).ToList(), gap: 4);
         grid.SavePng(output, new Dictionary<string, string>
         {
-            ["parameters"] = $"{prompt}\nNegative prompt: {negative}\nSteps: {p.GetValue(o.Steps)}, Sampler: {p.GetValue(o.Scheduler)}, CFG scale: {p.GetValue(o.Guidance)}, Seed: {Robustness.Seeds.Format(seed)}, Size: {p.GetValue(o.Width)}x{p.GetValue(o.Height)}, Grid: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, Version: EllaSharp",
+            ["parameters"] = $"{prompt}\nNegative prompt: {negative}\nSteps: {p.GetValue(o.Steps)}, Sampler: {p.GetValue(o.Scheduler)}, CFG scale: {p.GetValue(o.Guidance)}, Seed: {Robustness.Seeds.Format(seed)}, Size: {toolRequest.Width}x{toolRequest.Height}, {string.Concat(ToolCliOptions.Parameters(toolRequest).Select(s => s + ", "))}Grid: SD1.5 (CLIP) | ELLA fixed | ELLA flexible, Version: EllaSharp",
         });
         ctx.Error.WriteLine($"seed {Robustness.Seeds.Format(seed)}");
         ctx.Out.WriteLine(output);

@@ -12,6 +12,7 @@ public static class GenerateCommand
     public static Command Create(CliContext ctx)
     {
         var o = new PipelineCliOptions();
+        var tools = new ToolCliOptions();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt" };
         var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a text file" };
         var negative = new Option<string>("--negative-prompt") { Description = "Negative prompt (default: empty)", DefaultValueFactory = _ => "" };
@@ -20,7 +21,8 @@ public static class GenerateCommand
         var embeds = new Option<string?>("--prompt-embeds") { Description = "safetensors with prompt_embeds [B,L,D] (and negative_prompt_embeds) used instead of T5" };
         var command = new Command("generate", "Generate images from a prompt with ELLA (or SD1.5's CLIP)") { prompt, promptFile, negative, batch, output, embeds };
         o.AddTo(command);
-        command.SetAction(p => Run(ctx, o, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(batch), p.GetValue(output), p.GetValue(embeds)));
+        tools.AddTo(command);
+        command.SetAction(p => Run(ctx, o, tools, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(batch), p.GetValue(output), p.GetValue(embeds)));
         return command;
     }
 
@@ -28,7 +30,7 @@ public static class GenerateCommand
     static List<string> OutputPaths(string basePath, int n) => n == 1 ? [basePath]
         : Enumerable.Range(0, n).Select(i => Path.Combine(Path.GetDirectoryName(basePath) ?? "", $"{Path.GetFileNameWithoutExtension(basePath)}-{i}{(Path.HasExtension(basePath) ? Path.GetExtension(basePath) : ".png")}")).ToList();
 
-    static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, string? prompt, string? promptFile, string negative, int batch, string? output, string? embedsPath)
+    static int Run(CliContext ctx, PipelineCliOptions o, ToolCliOptions tools, ParseResult p, string? prompt, string? promptFile, string negative, int batch, string? output, string? embedsPath)
     {
         if (prompt != null && promptFile != null) throw new EllaException("give --prompt or --prompt-file, not both");
         if (promptFile != null)
@@ -42,6 +44,7 @@ public static class GenerateCommand
         var paths = OutputPaths(output ?? $"ella-{Robustness.Seeds.Format(seed)}.png", batch);
         Robustness.OutputFiles.Prepare(paths, p.GetValue(o.NoOverwrite));
         var load = o.LoadOptions(p, [mode], needT5: embedsPath == null, oneShot: true);
+        var toolRequest = tools.Apply(p, o.Request(p, [], negative), o);
 
         Tensor? promptEmbeds = null, negativeEmbeds = null;
         if (embedsPath != null)
@@ -53,8 +56,9 @@ public static class GenerateCommand
         }
 
         using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
-        var request = o.Request(p, prompt != null ? [prompt] : [], negative) with
+        var request = toolRequest with
         {
+            Prompts = prompt != null ? [prompt] : [],
             BatchSize = batch, PromptEmbeds = promptEmbeds, NegativePromptEmbeds = negativeEmbeds, Seed = seed,
         };
         pipeline.Validate(request);

@@ -127,7 +127,7 @@ public sealed class PipelineCliOptions
         if (dtype == "auto") dtype = DTypeChoice.Name(DTypeChoice.Auto(pipeline.StableDiffusion.Unet.parameters().First().device));
         var items = new List<string>
         {
-            $"Steps: {r.Steps}", $"Sampler: {result.SchedulerName}", $"CFG scale: {r.GuidanceScale}", $"Seed: {result.Seed}",
+            $"Steps: {r.Steps}", $"Sampler: {result.SchedulerName}", $"CFG scale: {r.GuidanceScale}", $"Seed: {(r.SeedMode == SeedMode.PerImage ? result.Seed + batchPos : result.Seed)}",
             $"Size: {r.Width}x{r.Height}", $"Model: {pipeline.StableDiffusion.Name}",
         };
         if (GenerationModes.UsesElla(r.Mode))
@@ -138,6 +138,7 @@ public sealed class PipelineCliOptions
             items.Add($"Token length: {(r.TokenLength == Text.TokenLength.Fixed ? $"fixed {r.MaxLength}" : "flexible")}");
         }
         items.Add($"Mode: {GenerationModes.Name(r.Mode)}");
+        items.AddRange(ToolCliOptions.Parameters(r));
         if (result.Images.shape[0] > 1) items.Add($"Batch size: {result.Images.shape[0]}, Batch pos: {batchPos}");
         items.Add($"Dtype: {dtype}");
         items.Add("Version: EllaSharp");

@@ -40,13 +40,14 @@ public static class DenoisingLoop
     /// <returns>final latents [B, C, h, w] (float32)</returns>
     public static Tensor Run(UNet2DConditionModel unet, IScheduler scheduler, Tensor latents, IConditioner cond, IConditioner? uncond,
         double guidanceScale, Generator generator, ScalarType dtype, IProgress<StepProgress>? progress = null,
-        CancellationToken cancellation = default, DenoisingTrace? trace = null)
+        CancellationToken cancellation = default, DenoisingTrace? trace = null, DenoisingParts? parts = null)
     {
         bool cfg = guidanceScale > 1.0 && uncond != null;
         var timesteps = scheduler.Timesteps;
+        parts ??= DenoisingParts.None;
         var current = latents.alias().DetachFromDisposeScope();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        for (int i = 0; i < timesteps.Count; i++)
+        for (int i = parts.FirstStep; i < timesteps.Count; i++)
         {
             cancellation.ThrowIfCancellationRequested();
             double tValue = timesteps[i];
@@ -56,13 +57,17 @@ public static class DenoisingLoop
                 var x = cfg ? cat([current, current], 0) : current;
                 x = scheduler.ScaleModelInput(x, tValue);
                 var condition = cfg ? cat(TokenPadding.SameLength(uncond!.At(t), cond.At(t)), 0) : cond.At(t);
-                var noise = unet.forward(x.to_type(dtype), t.Tensor.to(x.device), condition.to_type(dtype)).to_type(ScalarType.Float32);
+                var step = new StepContext(i, t, i + 1 < timesteps.Count ? timesteps[i + 1] : null, cfg);
+                var noise = parts.IsEmpty
+                    ? unet.forward(x.to_type(dtype), t.Tensor.to(x.device), condition.to_type(dtype)).to_type(ScalarType.Float32)
+                    : WithParts(unet, parts, step, x, condition.to_type(dtype), dtype);
                 if (cfg)
                 {
-                    var parts = noise.chunk(2, 0);
-                    noise = parts[0] + guidanceScale * (parts[1] - parts[0]);
+                    var halves = noise.chunk(2, 0);
+                    noise = halves[0] + guidanceScale * (halves[1] - halves[0]);
                 }
                 var next = scheduler.Step(noise, tValue, current, generator);
+                foreach (var hook in parts.Hooks) next = hook.AfterStep(step, next, scheduler);
                 if (trace != null)
                 {
                     trace.ModelInputs.Add(x.DetachFromDisposeScope());
@@ -73,9 +78,21 @@ public static class DenoisingLoop
                 current.Dispose();
                 current = next.DetachFromDisposeScope();
             }
-            progress?.Report(new StepProgress(i + 1, timesteps.Count, tValue, clock.Elapsed));
+            progress?.Report(new StepProgress(i + 1 - parts.FirstStep, timesteps.Count - parts.FirstStep, tValue, clock.Elapsed));
         }
         return current;
+    }
+
+    /// <summary>The UNet call with the tools' extra inputs: residuals (summed over ControlNets) from the 4-channel
+    /// input, then the input channels (9-channel inpainting).</summary>
+    static Tensor WithParts(UNet2DConditionModel unet, DenoisingParts parts, StepContext step, Tensor x, Tensor condition, ScalarType dtype)
+    {
+        UNetResiduals? residuals = null;
+        foreach (var u in parts.UNet)
+            if (u.Residuals(step, x, condition, dtype) is { } r) residuals = residuals == null ? r : UNetResiduals.Sum(residuals, r);
+        var input = x;
+        foreach (var u in parts.UNet) input = u.Input(input);
+        return unet.Forward(input.to_type(dtype), step.Time.Tensor.to(x.device), condition, residuals).to_type(ScalarType.Float32);
     }
 
     /// <summary>VAE decode of latents / scaling_factor, then image = clamp(x/2 + 0.5, 0, 1) as float32 [B, 3, H, W].</summary>

@@ -4,6 +4,7 @@ using Ella.Modules.T5;
 using Ella.Schedulers;
 using Ella.Text;
 using Ella.TextEncoders;
+using Ella.Text.PromptWeights;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,7 +16,7 @@ namespace Ella.Pipelines;
 /// 5 the denoising loop (TSC(features, t) every step, UNet, CFG, scheduler step), 6 VAE decode.
 /// Load once with <see cref="Load"/>; call <see cref="Generate"/> as often as needed (calls are serialised).
 /// </summary>
-public sealed class EllaPipeline : IDisposable
+public sealed partial class EllaPipeline : IDisposable
 {
     readonly PipelineLoadOptions _options;
     readonly object _gate = new();
@@ -146,6 +147,7 @@ public sealed class EllaPipeline : IDisposable
         Compatibility.RequestLimits.Check(r, StableDiffusion, _options.DType);
         if (!SchedulerFactory.IsKnown(r.Scheduler))
             throw new EllaException($"unknown scheduler '{r.Scheduler}' (choose one of: {string.Join(", ", SchedulerFactory.Names)})");
+        ValidateTools(r);
     }
 
     public GenerationResult Generate(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellation = default)
@@ -157,6 +159,7 @@ public sealed class EllaPipeline : IDisposable
             using var mode = inference_mode();
             using var scope = NewDisposeScope();
             var warnings = new List<string>();
+            request = ApplyLoras(request, warnings);
             var sw = Stopwatch.StartNew();
             // Each prompt gives BatchSize rows, as diffusers' num_images_per_prompt does.
             IConditioner cond;
@@ -188,12 +191,13 @@ public sealed class EllaPipeline : IDisposable
             using var scheduler = SchedulerFactory.Create(request.Scheduler, StableDiffusion.SchedulerConfig);
             scheduler.SetTimesteps(request.Steps);
             long seed = request.Seed ?? Random.Shared.NextInt64(0, 1L << 53);
-            var generator = new Generator((ulong)seed);
-            int f = StableDiffusion.Vae.Config.DownscaleFactor;
+            var seeds = SeedGenerators.Create(request.SeedMode, seed, rows);
             sw.Restart();
             Tensor final;
-            using (var latents = DenoisingLoop.InitialLatents(rows, StableDiffusion.Unet.Config.InChannels, request.Height / f, request.Width / f, generator, scheduler.InitNoiseSigma, DeviceOrCpu))
-                final = DenoisingLoop.Run(StableDiffusion.Unet, scheduler, latents, cond, uncondRows, request.GuidanceScale, generator, _options.DType, progress, cancellation);
+            var (latents, parts) = Start(request, rows, scheduler, seeds, request.GuidanceScale > 1.0 && uncondRows != null);
+            using (latents)
+            using (parts)
+                final = DenoisingLoop.Run(StableDiffusion.Unet, scheduler, latents, cond, uncondRows, request.GuidanceScale, seeds.Main, _options.DType, progress, cancellation, parts: parts);
             var denoiseTime = sw.Elapsed;
             sw.Restart();
             Tensor images;
@@ -210,7 +214,7 @@ public sealed class EllaPipeline : IDisposable
     /// <summary>The negative prompt's condition, cached per timestep across calls (it depends on t only).</summary>
     CachedConditioner NegativeCondition(GenerationRequest r, List<string> warnings)
     {
-        var key = (r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens);
+        var key = (GenerationModes.UsesClip(r.Mode) ? $"{r.NegativePrompt}\0{ClipChunks(r)}" : r.NegativePrompt, r.Mode, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens);
         if (!_negativeCache.TryGetValue(key, out var cached))
         {
             if (_negativeCache.Count >= 8)
@@ -227,7 +231,7 @@ public sealed class EllaPipeline : IDisposable
     IConditioner BuildConditioner(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
         IConditioner? ella = GenerationModes.UsesElla(r.Mode) ? EllaCondition(prompts, r, warnings, negative) : null;
-        IConditioner? clip = GenerationModes.UsesClip(r.Mode) ? ClipCondition(prompts, warnings, negative) : null;
+        IConditioner? clip = GenerationModes.UsesClip(r.Mode) ? ClipCondition(prompts, r, warnings, negative) : null;
         return r.Mode switch
         {
             GenerationMode.Ella => ella!,
@@ -268,27 +272,30 @@ public sealed class EllaPipeline : IDisposable
 
     IConditioner EllaCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
-        var features = EncodeText(prompts, r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens, negative ? null : warnings);
+        var features = EncodeText(prompts.Select(PromptAttention.Strip).ToList(), r.TokenLength, r.TokenLength == TokenLength.Fixed ? r.MaxLength : r.MaxPromptTokens, negative ? null : warnings); // T5 gets no weights
         try { return new EllaConditioner(Connector!, features, _options.DType); }
         finally { foreach (var f in features.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>()) f.Dispose(); }
     }
 
-    IConditioner ClipCondition(IReadOnlyList<string> prompts, List<string> warnings, bool negative)
+    /// <summary>CLIP's condition with Automatic1111's prompt weights and 75-token chunks (Text/PromptWeights); prompt and
+    /// negative get the same number of chunks.</summary>
+    IConditioner ClipCondition(IReadOnlyList<string> prompts, GenerationRequest r, List<string> warnings, bool negative)
     {
         var tokenizer = StableDiffusion.Tokenizer!;
-        var rows = new List<long[]>();
-        foreach (var p in prompts)
-        {
-            var tok = tokenizer.Encode(p);
-            if (tok.Truncated && !negative)
-                warnings.Add($"prompt truncated to {tokenizer.ModelMaxLength} CLIP tokens (of {tok.UntruncatedLength}{(PromptText.Prefix(p, tokenizer.ModelMaxLength + 1).Length < p.Length ? " or more" : "")}); dropped: \"{Truncate(tokenizer.TruncatedTail(p))}\"");
-            rows.Add(tok.Ids.Select(i => (long)i).ToArray());
-        }
+        int chunks = ClipChunks(r);
+        if (!negative && chunks > 1)
+            warnings.Add($"prompt longer than {ClipPromptChunks.ChunkLength} CLIP tokens: encoded as {chunks} chunks of {ClipPromptChunks.ChunkLength} (+ start/end), as Automatic1111 does");
         using var scope = NewDisposeScope();
-        var ids = stack(rows.Select(r => tensor(r)).ToArray()).to(DeviceOrCpu);
-        var hidden = StableDiffusion.TextEncoder!.forward(ids);
-        return new StaticConditioner(hidden.MoveToOuterDisposeScope());
+        var encoded = new Dictionary<string, Tensor>();
+        var rows = prompts.Select(p => encoded.TryGetValue(p, out var e) ? e
+            : encoded[p] = WeightedClipEncoder.Encode(StableDiffusion.TextEncoder!, tokenizer, ClipText(p, r), chunks, DeviceOrCpu)).ToArray();
+        return new StaticConditioner(cat(rows, 0).MoveToOuterDisposeScope());
     }
+
+    int ClipChunks(GenerationRequest r) => r.Prompts.Append(r.NegativePrompt).Distinct().Max(p => WeightedClipEncoder.ChunkCount(StableDiffusion.Tokenizer!, ClipText(p, r)));
+
+    /// <summary>The prompt text CLIP's chunks are made from: cut near --max-prompt-tokens, so a huge prompt stays bounded.</summary>
+    static string ClipText(string prompt, GenerationRequest r) => PromptText.Prefix(prompt, r.MaxPromptTokens);
 
     /// <summary>Rows of precomputed features: in flexible mode each row without its trailing all-zero padding.</summary>
     static List<Tensor> EmbedRows(Tensor embeds, TokenLength mode)
@@ -312,6 +319,7 @@ public sealed class EllaPipeline : IDisposable
 
     public void Dispose()
     {
+        DisposeTools();
         foreach (var c in _negativeCache.Values) c.Dispose();
         _negativeCache.Clear();
         StableDiffusion.Dispose();

@@ -76,6 +76,19 @@ public sealed record GenerationRequest
     public Tensor? PromptEmbeds { get; init; }
     /// <summary>Precomputed features of the negative prompt [1 or B, L, input_dim].</summary>
     public Tensor? NegativePromptEmbeds { get; init; }
+    /// <summary>img2img / inpainting: the image to start from (one image serves every row).</summary>
+    public Imaging.RgbImage? InitImage { get; init; }
+    /// <summary>Inpainting mask (white = repaint), the init image's size.</summary>
+    public Imaging.RgbImage? Mask { get; init; }
+    /// <summary>How far the init image is noised, in (0, 1]; null: 0.8 for img2img, 1.0 for inpainting.</summary>
+    public double? Strength { get; init; }
+    /// <summary>ControlNets with their control images; their residuals are summed.</summary>
+    public IReadOnlyList<ControlNet.ControlNetUnit> ControlNets { get; init; } = [];
+    /// <summary>LoRAs merged into the UNet / CLIP for this call (and kept merged until a call asks for others).</summary>
+    public IReadOnlyList<Lora.LoraSpec> Loras { get; init; } = [];
+    /// <summary>Folder where <c>&lt;lora:name:weight&gt;</c> prompt tags are looked up.</summary>
+    public string? LoraDirectory { get; init; }
+    public SeedMode SeedMode { get; init; } = SeedMode.Batch;
 }
 
 /// <summary>Images as float32 [N, 3, H, W] in [0, 1] (on the CPU), with what produced them.</summary>

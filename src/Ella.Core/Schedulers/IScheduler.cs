@@ -33,4 +33,6 @@ public interface IScheduler : IDisposable
     Tensor Step(Tensor modelOutput, double timestep, Tensor sample, Generator? generator = null);
     /// <summary>Forward diffusion q(x_t | x_0) at the given training timesteps [B] (used by training and img2img).</summary>
     Tensor AddNoise(Tensor originalSamples, Tensor noise, Tensor timesteps);
+    /// <summary>Per-image generators (diffusers' generator list) for stochastic steps, or null for the one generator.</summary>
+    IReadOnlyList<Generator>? RowGenerators { get; set; }
 }

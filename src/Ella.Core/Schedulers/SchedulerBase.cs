@@ -37,6 +37,9 @@ public abstract class SchedulerBase : IScheduler
     public virtual bool IntegerTimesteps => true;
     public virtual double InitNoiseSigma => 1.0;
 
+    /// <summary>Per-image generators (diffusers' generator list): stochastic steps draw row i from generator i.</summary>
+    public IReadOnlyList<Generator>? RowGenerators { get; set; }
+
     /// <summary>Index of the next step; set from the first timestep seen, then counted.</summary>
     protected int? StepIndex;
 
@@ -126,9 +129,11 @@ public abstract class SchedulerBase : IScheduler
     /// The noise a stochastic step adds, drawn like diffusers' randn_tensor: on the generator's device (the CPU), then
     /// moved, so a seed gives the same numbers on every device.
     /// </summary>
-    protected static Tensor DrawNoise(Tensor like, Generator? generator, ScalarType dtype)
+    protected Tensor DrawNoise(Tensor like, Generator? generator, ScalarType dtype)
     {
-        var noise = randn(like.shape, dtype: dtype, generator: generator);
+        var noise = RowGenerators is { } rows && rows.Count == like.shape[0]
+            ? cat(rows.Select(g => randn([1, .. like.shape[1..]], dtype: dtype, generator: g)).ToArray(), 0)
+            : randn(like.shape, dtype: dtype, generator: generator);
         return like.device_type == DeviceType.CPU ? noise : noise.to(like.device);
     }
 

@@ -38,6 +38,19 @@ public class PipelineFixtureTests
         return doc.RootElement.GetProperty("runs").EnumerateArray().First(r => r.GetProperty("name").GetString() == name).Clone();
     }
 
+    /// <summary>One generator (<c>torch.Generator('cpu').manual_seed(seed)</c>), or a generator list (diffusers'
+    /// per-row randn): the seeds from a <c>seeds</c> array, a <c>seed</c> array, or seed+i when the generator text is a list.</summary>
+    static SeedGenerators Seeds(JsonElement run, long batch)
+    {
+        if (run.TryGetProperty("seeds", out var list) && list.ValueKind == JsonValueKind.Array)
+            return SeedGenerators.FromSeeds(list.EnumerateArray().Select(e => e.GetInt64()).ToList());
+        var seed = run.GetProperty("seed");
+        if (seed.ValueKind == JsonValueKind.Array) return SeedGenerators.FromSeeds(seed.EnumerateArray().Select(e => e.GetInt64()).ToList());
+        string text = run.TryGetProperty("generator", out var g) && g.ValueKind == JsonValueKind.String ? g.GetString()! : "";
+        bool isList = text.TrimStart().StartsWith('[') || text.Contains(" for ") || text.Contains("list", StringComparison.OrdinalIgnoreCase);
+        return SeedGenerators.Create(isList ? SeedMode.PerImage : SeedMode.Batch, seed.GetInt64(), (int)batch);
+    }
+
     [Theory]
     [MemberData(nameof(Runs))]
     public void Every_step_matches_the_reference(string name)
@@ -64,10 +77,11 @@ public class PipelineFixtureTests
         using var cond = new EllaConditioner(m.Ella, Rows(prompt, r => condLengths[r]), ScalarType.Float32);
         using var uncond = new EllaConditioner(m.Ella, Rows(negative, _ => uncondLength), ScalarType.Float32);
 
-        var generator = new Generator((ulong)run.GetProperty("seed").GetInt64());
+        var seeds = Seeds(run, batch);
+        var generator = seeds.Main;
+        scheduler.RowGenerators = seeds.Rows;
         using var _ = inference_mode();
-        var latents = DenoisingLoop.InitialLatents(batch, m.Unet.Config.InChannels, data["init_noise"].shape[2], data["init_noise"].shape[3],
-            generator, scheduler.InitNoiseSigma, CPU);
+        var latents = seeds.Randn([batch, m.Unet.Config.InChannels, data["init_noise"].shape[2], data["init_noise"].shape[3]]) * scheduler.InitNoiseSigma;
         TensorAssert.Close(data["latents_0"], latents, $"{name} latents_0");
         var trace = new DenoisingTrace();
         var final = DenoisingLoop.Run(m.Unet, scheduler, latents, cond, guidance > 1 ? uncond : null, guidance, generator, ScalarType.Float32, trace: trace);

@@ -77,7 +77,10 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     /// <param name="timestep">0-dim, [1] or [B]; int or float</param>
     /// <param name="encoderHiddenStates">[B, L, cross_attention_dim]</param>
     /// <returns>[B, out_channels, h, w] predicted noise</returns>
-    public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates)
+    public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates) => Forward(sample, timestep, encoderHiddenStates, null);
+
+    /// <param name="residuals">ControlNet residuals added to the skip outputs and the mid block's output, or null</param>
+    public Tensor Forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, UNetResiduals? residuals)
     {
         using var scope = NewDisposeScope();
         long b = sample.shape[0];
@@ -91,7 +94,9 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var hidden = conv_in.forward(sample);
         var skips = new List<Tensor> { hidden };
         foreach (var block in down_blocks) hidden = block.Run(hidden, temb, encoderHiddenStates, skips);
+        if (residuals != null) residuals.AddToSkips(skips);
         hidden = mid_block.forward(hidden, temb, encoderHiddenStates);
+        if (residuals != null) hidden = hidden + residuals.Mid;
 
         // Latents whose size is not a multiple of 2^(number of up-samplers) up-sample to the skip's exact size.
         int factor = 1 << (up_blocks.Count - 1);

@@ -1,0 +1,148 @@
+using Ella.Lora;
+using Ella.Modules.Clip;
+using Ella.Modules.UNet;
+using Ella.Tests.Infrastructure;
+using Ella.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.Tests.Tools;
+
+/// <summary>LoRA merging against the fixture's expected merged tensors (kohya and PEFT layouts), bit-exact unmerge,
+/// warnings and errors.</summary>
+public class LoraTests
+{
+    static string Dir => ToolsFixtureTests.Dir;
+    /// <summary>Same dtype, shape and bits (float32 tensors).</summary>
+    static bool BitEqual(Tensor a, Tensor b) =>
+        a.dtype == b.dtype && a.shape.SequenceEqual(b.shape) &&
+        System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(a.contiguous().data<float>().ToArray())
+            .SequenceEqual(System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(b.contiguous().data<float>().ToArray()));
+
+    static string UnetDir => Path.Combine(Dir, "..", "diffusion", "pipeline", "model", "unet");
+
+    /// <summary>Every (LoRA file, expected merged file, multiplier) the fixture folder holds: lora_X.safetensors with
+    /// lora_X_merged_xM.safetensors.</summary>
+    public static IEnumerable<object[]> MergedCases() =>
+        Directory.EnumerateFiles(Dir, "lora_*_merged_x*.safetensors").Select(f =>
+        {
+            string name = Path.GetFileNameWithoutExtension(f);
+            int at = name.IndexOf("_merged_x", StringComparison.Ordinal);
+            return new object[] { name[..at] + ".safetensors", Path.GetFileName(f), double.Parse(name[(at + "_merged_x".Length)..], System.Globalization.CultureInfo.InvariantCulture) };
+        }).OrderBy(c => (string)c[0]);
+
+    [Theory]
+    [MemberData(nameof(MergedCases))]
+    public void Merged_weights_match_and_unmerge_restores_the_bits(string lora, string merged, double multiplier)
+    {
+        using var unet = UNet2DConditionModel.FromPretrained(UnetDir);
+        var before = unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        using var patcher = new LoraPatcher(unet, null);
+        var warnings = new List<string>();
+        patcher.Use([new LoraSpec(Path.Combine(Dir, lora), multiplier)], warnings);
+        Assert.Empty(warnings);
+        var state = unet.state_dict();
+        using var expected = SafetensorsFile.Open(Path.Combine(Dir, merged));
+        foreach (var name in expected.Names)
+        {
+            using var e = expected.Read(name, ScalarType.Float32);
+            double diff = (state[name] - e).abs().max().item<float>();
+            Assert.True(diff <= 1e-6, $"{lora} ×{multiplier}: {name} differs by {diff}");
+        }
+        // Only the expected weights changed.
+        foreach (var (name, value) in before)
+            if (!expected.Contains(name)) Assert.True(BitEqual(value, state[name]), $"{name} changed but is not a LoRA target");
+        patcher.Use([]);
+        foreach (var (name, value) in before)
+            Assert.True(BitEqual(value, state[name]), $"{name} not restored bit for bit after unmerge");
+    }
+
+    [Fact]
+    public void Multiplier_in_the_cli_form_is_parsed()
+    {
+        Assert.Equal(new LoraSpec("a/b.safetensors", 0.8), LoraSpec.Parse("a/b.safetensors:0.8"));
+        Assert.Equal(new LoraSpec("a/b.safetensors", 1.0), LoraSpec.Parse("a/b.safetensors"));
+        Assert.Equal(new LoraSpec("C:x", 1.0), LoraSpec.Parse("C:x"));
+    }
+
+    [Fact]
+    public void Prompt_tags_are_removed_and_resolved()
+    {
+        var (prompt, tags) = LoraPromptTags.Extract("a cat <lora:style_a:0.8> in a hat <lora:b>");
+        Assert.Equal("a cat in a hat", prompt);
+        Assert.Equal([("style_a", 0.8), ("b", 1.0)], tags);
+        Assert.Equal("no tags here", LoraPromptTags.Extract("no tags here").Prompt);
+        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-dir-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "style_a.safetensors"), "");
+            Assert.Equal(Path.Combine(dir, "style_a.safetensors"), LoraPromptTags.Resolve("style_a", dir));
+            var e = Assert.Throws<EllaException>(() => LoraPromptTags.Resolve("missing", dir));
+            Assert.Contains("missing.safetensors", e.Message);
+            Assert.Throws<EllaException>(() => LoraPromptTags.Resolve("style_a", null));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Unmatched_keys_are_warned_and_a_file_matching_nothing_is_an_error()
+    {
+        using var unet = UNet2DConditionModel.FromPretrained(UnetDir);
+        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string good = Path.Combine(dir, "partial.safetensors"), bad = Path.Combine(dir, "nothing.safetensors");
+            SafetensorsWriter.Save(good, new Dictionary<string, Tensor>
+            {
+                ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"] = ones(2, 32),
+                ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight"] = ones(32, 2),
+                ["lora_unet_no_such_module.lora_down.weight"] = ones(2, 32),
+                ["lora_unet_no_such_module.lora_up.weight"] = ones(32, 2),
+            });
+            SafetensorsWriter.Save(bad, new Dictionary<string, Tensor>
+            {
+                ["lora_unet_no_such_module.lora_down.weight"] = ones(2, 32),
+                ["lora_unet_no_such_module.lora_up.weight"] = ones(32, 2),
+            });
+            using var patcher = new LoraPatcher(unet, null);
+            var warnings = new List<string>();
+            patcher.Use([new LoraSpec(good)], warnings);
+            Assert.Contains(warnings, w => w.Contains("lora_unet_no_such_module"));
+            var e = Assert.Throws<EllaException>(() => patcher.Use([new LoraSpec(bad)]));
+            Assert.Contains(bad, e.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Text_encoder_lora_changes_clip()
+    {
+        var clipDir = Fixtures.PathOf("text", "clip-text");
+        using var unet = UNet2DConditionModel.FromPretrained(UnetDir);
+        using var clip = ClipTextModel.FromPretrained(clipDir);
+        string q = "text_model.encoder.layers.0.self_attn.q_proj.weight";
+        var before = clip.state_dict()[q].clone();
+        long width = before.shape[1];
+        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-te-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string file = Path.Combine(dir, "te.safetensors");
+            SafetensorsWriter.Save(file, new Dictionary<string, Tensor>
+            {
+                ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"] = full(1, width, 0.5f),
+                ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight"] = full(width, 1, 0.5f),
+                ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha"] = tensor(2f),
+            });
+            using var patcher = new LoraPatcher(unet, clip);
+            patcher.Use([new LoraSpec(file, 0.5)]);
+            // 0.5 · (alpha 2 / rank 1) · 0.25 = 0.25 added to every element
+            Assert.True(((clip.state_dict()[q] - before) - 0.25).abs().max().item<float>() < 1e-6);
+            patcher.Use([]);
+            Assert.True(BitEqual(before, clip.state_dict()[q]));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
