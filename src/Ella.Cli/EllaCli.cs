@@ -23,6 +23,7 @@ public static class EllaCli
         root.Subcommands.Add(CompareCommand.Create(context));
         root.Subcommands.Add(Commands.Dpg.DpgCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
+        root.Subcommands.Add(ServeCommand.Create(context));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
