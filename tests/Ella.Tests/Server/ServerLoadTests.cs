@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Net;
+using System.Collections.Concurrent;
+using Ella.Diagnostics;
+using Xunit.Abstractions;
+
+namespace Ella.Tests.Server;
+
+/// <summary>
+/// A bounded load test on loopback: 8 concurrent clients, 100 requests (1 step, 32×32) after 20 warm-up ones, every 10th a long job its
+/// client cancels midway. Every request must end as success, 429 or cancelled, none lost or duplicated; the server
+/// must still answer; and memory must not grow with the number of requests (RSS after 200 within 10 % of after 20).
+/// </summary>
+public sealed class ServerLoadTests(TinyModels models, ITestOutputHelper output) : IClassFixture<TinyModels>
+{
+    const int Clients = 8;
+
+    enum Outcome { Success, Rejected, Cancelled }
+
+    sealed record Sample(int Index, Outcome Outcome, double Seconds, string? JobId, long? Seed);
+
+    static async Task<List<Sample>> Run(HttpClient http, int first, int count, bool cancelSome)
+    {
+        var samples = new ConcurrentBag<Sample>();
+        int next = first - 1;
+        async Task Client()
+        {
+            while (true)
+            {
+                int i = Interlocked.Increment(ref next);
+                if (i >= first + count) return;
+                bool cancel = cancelSome && i % 10 == 3;
+                using var cts = new CancellationTokenSource();
+                if (cancel) cts.CancelAfter(TimeSpan.FromMilliseconds(150));
+                var clock = Stopwatch.StartNew();
+                try
+                {
+                    var response = await http.PostJson("v1/images/generations", new { prompt = $"request {i}", seed = i, steps = cancel ? 150 : 1, size = "32x32" }, cts.Token);
+                    if (response.StatusCode == (HttpStatusCode)429) { samples.Add(new Sample(i, Outcome.Rejected, clock.Elapsed.TotalSeconds, null, null)); continue; }
+                    Assert.True(response.StatusCode == HttpStatusCode.OK, $"request {i}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                    var json = await response.Json();
+                    samples.Add(new Sample(i, Outcome.Success, clock.Elapsed.TotalSeconds, json.GetProperty("job_id").GetString(), json.GetProperty("seed").GetInt64()));
+                }
+                catch (OperationCanceledException) when (cancel)
+                {
+                    samples.Add(new Sample(i, Outcome.Cancelled, clock.Elapsed.TotalSeconds, null, null));
+                }
+            }
+        }
+        await Task.WhenAll(Enumerable.Range(0, Clients).Select(_ => Task.Run(Client)));
+        return [.. samples];
+    }
+
+    static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+
+    [Fact]
+    public async Task Eight_clients_hundred_requests_all_accounted_for_and_memory_flat()
+    {
+        await using var server = await models.StartAsync(TinyModels.Options(o => o with { Defaults = o.Defaults with { Steps = 1, Width = 32, Height = 32 } }));
+        using var http = server.Client();
+        http.Timeout = Timeout.InfiniteTimeSpan; // the server's --job-timeout bounds each job
+        // Warm-up: 20 requests, then the memory baseline.
+        Assert.All(await Run(http, 1000, 20, cancelSome: false), s => Assert.Equal(Outcome.Success, s.Outcome));
+        double rss20 = SettledRss();
+
+        var wall = Stopwatch.StartNew();
+        var samples = await Run(http, 0, 100, cancelSome: true);
+        double seconds = wall.Elapsed.TotalSeconds;
+
+        // Every request has exactly one outcome, and each success is its own job with its own seed.
+        Assert.Equal(Enumerable.Range(0, 100), samples.Select(s => s.Index).Order());
+        var successes = samples.Where(s => s.Outcome == Outcome.Success).ToList();
+        Assert.All(successes, s => Assert.Equal(s.Index, s.Seed));
+        Assert.Equal(successes.Count, successes.Select(s => s.JobId).Distinct().Count());
+        int cancelled = samples.Count(s => s.Outcome == Outcome.Cancelled), rejected = samples.Count(s => s.Outcome == Outcome.Rejected);
+        Assert.Equal(10, cancelled);
+        // The server agrees: as many jobs succeeded as clients got images; nothing failed or timed out.
+        await WaitUntil(() => server.Queue.Running == null && server.Queue.WaitingCount == 0);
+        Assert.Equal(successes.Count, server.Metrics.Jobs.WithLabels("succeeded").Value);
+        Assert.Equal(rejected, server.Metrics.Jobs.WithLabels("rejected").Value);
+        Assert.True(server.Metrics.Jobs.WithLabels("cancelled").Value <= cancelled);
+        Assert.Equal(0, server.Metrics.Jobs.WithLabels("failed").Value + server.Metrics.Jobs.WithLabels("timeout").Value);
+        // Still answers.
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("health")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.PostJson("v1/images/generations", new { prompt = "still here" })).StatusCode);
+
+        var latencies = successes.Select(s => s.Seconds).Order().ToList();
+        output.WriteLine($"load: {Clients} clients, 100 requests: {successes.Count} ok, {rejected} × 429, {cancelled} cancelled in {seconds:F1} s; " +
+                         $"throughput {successes.Count / seconds:F1} images/s; latency p50 {Percentile(latencies, 0.5) * 1000:F0} ms, p95 {Percentile(latencies, 0.95) * 1000:F0} ms");
+
+        // Memory: RSS after 200 requests (20 + 100 + 80) within 10 % of RSS after 20.
+        await Run(http, 2000, 80, cancelSome: false);
+        double rss200 = SettledRss();
+        output.WriteLine($"RSS after 20 requests {rss20:F0} MiB, after 200 {rss200:F0} MiB ({(rss200 / rss20 - 1) * 100:+0.0;-0.0} %)");
+        Assert.True(rss200 <= rss20 * 1.10, $"RSS grew from {rss20:F0} MiB to {rss200:F0} MiB");
+    }
+
+    static double SettledRss()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return ProcessMemory.RssMb();
+    }
+
+    static async Task WaitUntil(Func<bool> condition)
+    {
+        for (int i = 0; i < 500 && !condition(); i++) await Task.Delay(20);
+        Assert.True(condition());
+    }
+}
