@@ -14,6 +14,22 @@ public sealed class WebPageTests(TinyModels models, ITestOutputHelper output) : 
 {
     static string? Find(params string[] paths) => paths.FirstOrDefault(File.Exists);
 
+    /// <summary>A 2×2 box-filtered copy (the README's screenshot).</summary>
+    static Ella.Imaging.RgbImage HalfSize(Ella.Imaging.RgbImage image)
+    {
+        var half = new Ella.Imaging.RgbImage(image.Width / 2, image.Height / 2);
+        for (int y = 0; y < half.Height; y++)
+            for (int x = 0; x < half.Width; x++)
+                for (int c = 0; c < 3; c++)
+                {
+                    int sum = 0;
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) sum += image.Pixels[((2 * y + dy) * image.Width + 2 * x + dx) * 3 + c];
+                    half.Pixels[(y * half.Width + x) * 3 + c] = (byte)((sum + 2) / 4);
+                }
+        return half;
+    }
+
     public static string ArtifactDir => Path.Combine(AppContext.BaseDirectory, "artifacts");
 
     [Fact]
@@ -89,6 +105,7 @@ public sealed class WebPageTests(TinyModels models, ITestOutputHelper output) : 
         string shot = Path.Combine(ArtifactDir, "serve-page.png");
         ((ITakesScreenshot)driver).GetScreenshot().SaveAsFile(shot);
         output.WriteLine($"screenshot: {shot}");
+        File.WriteAllBytes(Path.Combine(ArtifactDir, "serve-page-small.png"), HalfSize(Ella.Imaging.RgbImage.Load(shot)).EncodePng());
 
         // 4. Phone width: nothing overflows sideways.
         driver.Manage().Window.Size = new Size(390, 844);
