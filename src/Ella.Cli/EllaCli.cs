@@ -39,6 +39,7 @@ public static class EllaCli
         root.Subcommands.Add(InfoCommand.Create(context));
         root.Subcommands.Add(Commands.Connector.ConnectorCommand.Create(context));
         root.Subcommands.Add(Commands.Train.TrainCommand.Create(context));
+        root.Subcommands.Add(ServeCommand.Create(context));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

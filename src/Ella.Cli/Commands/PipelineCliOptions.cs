@@ -122,28 +122,8 @@ public sealed class PipelineCliOptions
     };
 
     /// <summary>Automatic1111-style "parameters" text.</summary>
-    public static string Parameters(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype)
-    {
-        if (dtype == "auto") dtype = DTypeChoice.Name(DTypeChoice.Auto(pipeline.StableDiffusion.Unet.parameters().First().device));
-        var items = new List<string>
-        {
-            $"Steps: {r.Steps}", $"Sampler: {result.SchedulerName}", $"CFG scale: {r.GuidanceScale}", $"Seed: {(r.SeedMode == SeedMode.PerImage ? result.Seed + batchPos : result.Seed)}",
-            $"Size: {r.Width}x{r.Height}", $"Model: {pipeline.StableDiffusion.Name}",
-        };
-        if (GenerationModes.UsesElla(r.Mode))
-        {
-            if (pipeline.EllaPath != null) items.Add($"ELLA: {Path.GetFileNameWithoutExtension(pipeline.EllaPath)}");
-            if (pipeline.T5Path != null) items.Add($"T5: {Path.GetFileName(Path.GetFullPath(pipeline.T5Path).TrimEnd('/'))}");
-            if (pipeline.TextEncoder != TextEncoderKind.T5) items.Add($"Text encoder: {TextEncoderKinds.Name(pipeline.TextEncoder)}");
-            items.Add($"Token length: {(r.TokenLength == Text.TokenLength.Fixed ? $"fixed {r.MaxLength}" : "flexible")}");
-        }
-        items.Add($"Mode: {GenerationModes.Name(r.Mode)}");
-        items.AddRange(ToolCliOptions.Parameters(r));
-        if (result.Images.shape[0] > 1) items.Add($"Batch size: {result.Images.shape[0]}, Batch pos: {batchPos}");
-        items.Add($"Dtype: {dtype}");
-        items.Add("Version: EllaSharp");
-        return $"{prompt}\nNegative prompt: {r.NegativePrompt}\n{string.Join(", ", items)}";
-    }
+    public static string Parameters(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype) =>
+        GenerationParameters.Text(pipeline, r, result, prompt, batchPos, dtype);
 }
 
 /// <summary>A live progress bar on an interactive terminal, plain lines when stderr is redirected.</summary>

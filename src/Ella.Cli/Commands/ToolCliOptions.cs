@@ -90,12 +90,5 @@ public sealed class ToolCliOptions
     }
 
     /// <summary>A1111-style parameter entries for the tools in use.</summary>
-    public static IEnumerable<string> Parameters(GenerationRequest r)
-    {
-        if (r.InitImage != null) yield return $"Denoising strength: {r.Strength ?? (r.Mask != null ? 1.0 : 0.8)}";
-        if (r.Mask != null) yield return "Inpaint: mask";
-        foreach (var c in r.ControlNets) yield return $"ControlNet: {Path.GetFileName(Path.GetFullPath(c.Path).TrimEnd('/'))} (scale {c.Scale}, {c.Start}-{c.End})";
-        foreach (var l in r.Loras) yield return $"Lora: {Path.GetFileNameWithoutExtension(l.Path)}:{l.Multiplier}";
-        if (r.SeedMode == Pipelines.SeedMode.PerImage) yield return "Seed mode: per-image";
-    }
+    public static IEnumerable<string> Parameters(GenerationRequest r) => GenerationParameters.ToolItems(r);
 }
