@@ -58,7 +58,7 @@ public static class GenerateCommand
         using var pipeline = EllaPipeline.Load(load, m => ctx.Error.WriteLine(m));
         var request = toolRequest with
         {
-            Prompts = prompt != null ? [prompt] : [],
+            Prompts = prompt != null ? [Text.PromptText.Clean(prompt)] : [],
             BatchSize = batch, PromptEmbeds = promptEmbeds, NegativePromptEmbeds = negativeEmbeds, Seed = seed,
         };
         pipeline.Validate(request);

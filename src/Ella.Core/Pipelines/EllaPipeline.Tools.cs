@@ -55,7 +55,21 @@ public sealed partial class EllaPipeline
         if (unetIn != 4 && unetIn != 9) throw new EllaException($"a UNet with in_channels {unetIn} is not supported (4, or 9 for inpainting)");
         if (r.Strength is { } s && (double.IsNaN(s) || s <= 0 || s > 1)) throw new EllaException($"--strength must be in (0, 1], got {s}");
         if (r.Strength != null && r.InitImage == null) throw new EllaException("--strength needs --init-image");
-        foreach (var c in r.ControlNets) c.Validate();
+        foreach (var c in r.ControlNets)
+        {
+            c.Validate();
+            CheckControlNetConfig(c.Path);
+        }
+    }
+
+    /// <summary>A ControlNet's config against the UNet, before anything is loaded or computed (issue 14's pairing check).</summary>
+    void CheckControlNetConfig(string path)
+    {
+        if (!Directory.Exists(path) && !File.Exists(path)) throw new EllaException($"{path}: ControlNet not found (a diffusers ControlNetModel folder or .safetensors file)");
+        string config = Directory.Exists(path) ? Path.Combine(path, "config.json") : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "config.json");
+        if (!File.Exists(config) || (!Directory.Exists(path) && !File.ReadAllText(config).Contains("\"ControlNetModel\""))) return;
+        var problems = Compatibility.ModelCompatibility.ControlNetProblems(config, StableDiffusion.Unet.Config, $"the UNet of {StableDiffusion.Name}");
+        if (problems.Count > 0) throw new EllaException(string.Join("; ", problems));
     }
 
     ControlNetModel LoadControlNet(string path)

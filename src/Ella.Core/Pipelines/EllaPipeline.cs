@@ -125,7 +125,7 @@ public sealed partial class EllaPipeline : IDisposable
         if (r.Width <= 0 || r.Height <= 0 || r.Width % f != 0 || r.Height % f != 0)
             throw new EllaException($"size {r.Width}×{r.Height}: width and height must be positive multiples of {f}");
         if (r.Prompts.Count == 0 && r.PromptEmbeds is null) throw new EllaException("no prompt given");
-        Compatibility.RequestCompatibility.CheckTextToImage(StableDiffusion, _options.StableDiffusion);
+        if (r.Mask == null) Compatibility.RequestCompatibility.CheckTextToImage(StableDiffusion, _options.StableDiffusion); // inpainting feeds a 9-channel UNet its mask and masked image
         if (r.PromptEmbeds is { } pe)
         {
             if (r.Mode != GenerationMode.Ella) throw new EllaException("prompt embeddings can only be used with --mode ella");

@@ -37,6 +37,7 @@ public class ToolsCliTests
             "--prompt-embeds", Path.Combine(Dir, c.GetProperty("file").GetString()!), "--token-length", "fixed",
             "--scheduler", c.GetProperty("scheduler").GetString()!, "--steps", c.GetProperty("steps").GetInt32().ToString(),
             "--guidance", F(c.GetProperty("guidance").GetDouble()), "--seed", c.GetProperty("seed").GetInt64().ToString(), "-o", output,
+            "--dtype", "fp32", // the exact path: the oracle is float32 (auto picks bf16 on CPUs with native bf16)
         };
         if (inputs.TryGetProperty("image", out _)) args.AddRange(["--init-image", In("image")]);
         if (c.TryGetProperty("strength", out var s)) args.AddRange(["--strength", F(s.GetDouble())]);
