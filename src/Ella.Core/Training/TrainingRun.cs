@@ -149,6 +149,13 @@ public sealed class TrainingRun
                 {
                     for (int a = 0; a < _o.GradAccum; a++) micro.Add(NextBatch(stream, source, objective, rng));
                     result = trainer.Step(micro, schedule.At(state.Step));
+                    // libtorch 2.10 on the CPU sometimes returns NaN gradients for a finite loss (a step leaves the
+                    // connector untouched then): the same micro-batches are computed again before giving up.
+                    for (int attempt = 2; attempt <= 4 && !result.Finite && double.IsFinite(result.Loss); attempt++)
+                    {
+                        _log.WriteLine($"step {state.Step + 1}: non-finite gradients for a finite loss; computing the step again (attempt {attempt})");
+                        result = trainer.Step(micro, schedule.At(state.Step));
+                    }
                 }
                 finally
                 {

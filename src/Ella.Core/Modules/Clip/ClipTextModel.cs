@@ -222,8 +222,8 @@ public sealed class ClipAttention : nn.Module<Tensor, Tensor?, Tensor>
         var k = Heads(k_proj.forward(hidden));
         var v = Heads(v_proj.forward(hidden));
         var attn = mask is null
-            ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)
-            : nn.functional.scaled_dot_product_attention(q, k, v, mask);
+            ? Common.AttentionKernel.Sdpa(q, k, v, causal: true)
+            : Common.AttentionKernel.Sdpa(q, k, v, mask);
         return out_proj.forward(attn.transpose(1, 2).reshape(b, l, _heads * _headDim)).MoveToOuterDisposeScope();
     }
 }

@@ -68,7 +68,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
             k = k.to_type(ScalarType.Float32);
             v = v.to_type(ScalarType.Float32);
         }
-        var attn = nn.functional.scaled_dot_product_attention(q, k, v).to_type(dtype);
+        var attn = AttentionKernel.Sdpa(q, k, v).to_type(dtype);
         var merged = attn.transpose(1, 2).reshape(b, -1, _heads * _dimHead);
         var output = to_out[0].forward(merged);
         if (spatial != null) output = output.transpose(1, 2).reshape(spatial);

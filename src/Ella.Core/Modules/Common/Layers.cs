@@ -73,7 +73,13 @@ public static class Layers
 
     public static LayerNorm LayerNorm(long dim, double eps, bool affine = true)
     {
-        if (!SkippingInit) return nn.LayerNorm(dim, eps, elementwise_affine: affine);
+        if (!SkippingInit)
+        {
+            var n = nn.LayerNorm(dim, eps, elementwise_affine: affine);
+            if (affine)
+                using (no_grad()) { n.weight!.fill_(1.0); n.bias!.zero_(); } // as PyTorch; see GroupNorm
+            return n;
+        }
         var m = nn.LayerNorm(dim, eps, elementwise_affine: affine, device: META);
         if (affine) { m.weight = Empty(dim); m.bias = Empty(dim); }
         return m;
@@ -81,7 +87,15 @@ public static class Layers
 
     public static GroupNorm GroupNorm(long groups, long channels, double eps, bool affine = true)
     {
-        if (!SkippingInit) return nn.GroupNorm(groups, channels, eps, affine);
+        if (!SkippingInit)
+        {
+            // TorchSharp 0.107's GroupNorm leaves its affine parameters uninitialised (seen: values up to 1e31);
+            // PyTorch initialises them to ones and zeros.
+            var g = nn.GroupNorm(groups, channels, eps, affine);
+            if (affine)
+                using (no_grad()) { g.weight!.fill_(1.0); g.bias!.zero_(); }
+            return g;
+        }
         var m = nn.GroupNorm(groups, channels, eps, affine, device: META);
         if (affine) { m.weight = Empty(channels); m.bias = Empty(channels); }
         return m;

@@ -44,7 +44,7 @@ public sealed class PackedMultiheadAttention : nn.Module<Tensor, Tensor, Tensor>
         var qh = q.view(b, lq, _heads, headDim).transpose(1, 2);
         var kh = kvParts[0].reshape(b, lkv, _heads, headDim).transpose(1, 2);
         var vh = kvParts[1].reshape(b, lkv, _heads, headDim).transpose(1, 2);
-        var attn = nn.functional.scaled_dot_product_attention(qh, kh, vh);
+        var attn = Common.AttentionKernel.Sdpa(qh, kh, vh);
         var merged = attn.transpose(1, 2).reshape(b, lq, _dim);
         return out_proj.forward(merged).MoveToOuterDisposeScope();
     }

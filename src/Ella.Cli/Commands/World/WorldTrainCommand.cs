@@ -1,0 +1,95 @@
+using System.CommandLine;
+using Ella.World.Training;
+using static TorchSharp.torch;
+
+namespace Ella.Cli.Commands.World;
+
+/// <summary>
+/// <c>ella world train</c>: the shapes world's recipe (VAE → base CLIP + UNet on short captions → connectors on dense
+/// captions with frozen MiniLM), resumable: the same command continues where it stopped.
+/// </summary>
+public static class WorldTrainCommand
+{
+    public static Command Create(CliContext ctx)
+    {
+        var output = new Option<string>("--out") { Description = "The diffusers folder to write (the shipped one is models/shapes-world)", DefaultValueFactory = _ => Path.Combine("models", "shapes-world") };
+        var work = new Option<string>("--work") { Description = "Checkpoints, logs, loss plots and feature caches; rerun with the same --work to resume", DefaultValueFactory = _ => "world-train" };
+        var clipTokenizer = new Option<string?>("--clip-tokenizer") { Description = "CLIP vocabulary folder (vocab.json + merges.txt); default: tests/data/clip of this repository" };
+        var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
+        var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
+        size.AcceptOnlyFromAmong("default", "tiny");
+        var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 1200, batch 16)" };
+        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 2400, batch 32)" };
+        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 32)" };
+        var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
+        var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 12000)" };
+        var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };
+        var vaeChannels = new Option<string?>("--vae-channels") { Description = "VAE block_out_channels, e.g. 16,32,64 (3 blocks: 4× down-sampling)" };
+        var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
+        var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
+        var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
+        {
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, threads,
+        };
+        command.SetAction(p =>
+        {
+            if (p.GetValue(threads) is { } n) { if (n < 1) throw new EllaException($"--threads {n}: must be at least 1"); Native.TorchRuntime.Initialize(n); }
+            string tok = p.GetValue(clipTokenizer) ?? FindClipVocabulary();
+            if (!File.Exists(Path.Combine(tok, "vocab.json")) || !File.Exists(Path.Combine(tok, "merges.txt")))
+                throw new EllaException($"--clip-tokenizer {tok}: expected vocab.json and merges.txt in that folder");
+            var names = p.GetValue(connectors)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (names.Length == 0) throw new EllaException("--connectors: name at least one connector");
+            var defaults = new WorldTrainOptions { WorkDir = "", ModelDir = "", ClipTokenizer = "" };
+            StageSettings Adjust(StageSettings s, int? steps, string flag)
+            {
+                if (steps is { } k && k < 1) throw new EllaException($"{flag} {k}: must be at least 1");
+                if (p.GetValue(batch) is { } b && b < 1) throw new EllaException($"--batch {b}: must be at least 1");
+                var r = s with { MaxSteps = steps ?? s.MaxSteps, Batch = p.GetValue(batch) ?? s.Batch };
+                return r with { WarmupSteps = Math.Min(r.WarmupSteps, r.MaxSteps / 4), SaveEvery = Math.Min(r.SaveEvery, r.MaxSteps) };
+            }
+            if (p.GetValue(samples) is { } cs && cs < 1) throw new EllaException($"--connector-samples {cs}: must be at least 1");
+            var options = new WorldTrainOptions
+            {
+                WorkDir = p.GetValue(work)!, ModelDir = p.GetValue(output)!, ClipTokenizer = tok, Seed = p.GetValue(seed),
+                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : WorldModelSizes.Default, p.GetValue(vaeChannels), p.GetValue(unetChannels)),
+                Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
+                Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
+                Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
+                ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
+                Connectors = names,
+                Command = "ella " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "world")),
+            };
+            foreach (var name in names) WorldTrainOptions.ConnectorKind(name);
+            new WorldRecipe(options, ctx.Error).Run(ctx.Interrupt);
+            ctx.Out.WriteLine(options.ModelDir);
+            return EllaCli.ExitOk;
+        });
+        return command;
+    }
+
+    static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet)
+    {
+        int[] Parse(string text, string flag, int count)
+        {
+            var parts = text.Split(',', StringSplitOptions.TrimEntries);
+            var values = parts.Select(v => int.TryParse(v, out int c) && c > 0 && c % 8 == 0 ? c : -1).ToArray();
+            if (values.Length != count || values.Any(v => v < 0))
+                throw new EllaException($"{flag} {text}: expected {count} comma-separated channel counts, each a positive multiple of 8");
+            return values;
+        }
+        if (vae != null) s = s with { VaeChannels = Parse(vae, "--vae-channels", 3) };
+        if (unet != null) s = s with { UNetChannels = Parse(unet, "--unet-channels", 3) };
+        return s;
+    }
+
+    /// <summary>tests/data/clip, found from the current folder upwards (a clone of this repository).</summary>
+    static string FindClipVocabulary()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir != null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "tests", "data", "clip");
+            if (File.Exists(Path.Combine(candidate, "vocab.json"))) return candidate;
+        }
+        throw new EllaException("no CLIP vocabulary found: pass --clip-tokenizer DIR (vocab.json + merges.txt), or run inside a clone of this repository (tests/data/clip)");
+    }
+}

@@ -1,0 +1,39 @@
+using Ella.Modules.Clip;
+using Ella.Modules.UNet;
+using Ella.Modules.Vae;
+using Ella.Text;
+using Ella.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.World.Training;
+
+/// <summary>
+/// Stage 2: the base model, a CLIP text encoder and a UNet trained together from scratch on the SHORT captions
+/// (web alt-text: at most two objects, often no colour), with caption dropout to the empty caption (what the negative
+/// branch of classifier-free guidance sees). The VAE is frozen. Loss: DDPM noise prediction (MSE on epsilon).
+/// </summary>
+public sealed class BaseStage(AutoencoderKL vae, ClipTextModel clip, ClipTokenizer tokenizer, UNet2DConditionModel unet,
+    DiffusionObjective objective, WorldBatches data, double captionDropout)
+{
+    public Tensor Loss(int step, Generator rng)
+    {
+        using var scope = NewDisposeScope();
+        var items = data.Items(step);
+        Tensor latents;
+        using (no_grad())
+        {
+            using var posterior = vae.Encode(WorldBatches.Images(items));
+            latents = ((posterior.Mean + posterior.Std() * randn(posterior.Mean.shape, generator: rng)) * vae.Config.ScalingFactor).detach();
+        }
+        var noise = randn(latents.shape, generator: rng);
+        var t = randint(0, objective.NumTrainTimesteps, [items.Count], dtype: ScalarType.Int64, generator: rng);
+        var drop = rand([items.Count], generator: rng).data<float>().ToArray();
+        var captions = items.Select((item, i) => drop[i] < captionDropout ? "" : item.ShortCaption).ToList();
+        var ids = tensor(captions.SelectMany(c => tokenizer.Encode(c, 77).Ids.Select(id => (long)id)).ToArray()).reshape(items.Count, 77);
+        var text = clip.Encode(ids);
+        var noisy = objective.AddNoise(latents, noise, t);
+        var pred = unet.forward(noisy, t, text.LastHiddenState);
+        return objective.Loss(pred, objective.Target(latents, noise, t), t).MoveToOuterDisposeScope();
+    }
+}

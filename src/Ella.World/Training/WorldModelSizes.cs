@@ -1,0 +1,50 @@
+using System.Text.Json;
+using Ella.Configs;
+
+namespace Ella.World.Training;
+
+/// <summary>
+/// The sizes of the shapes world's models, chosen by measured step time so that the whole recipe fits in 90 minutes on
+/// a 2-core CPU (see the notes in README): a VAE with 4× down-sampling (64×64 RGB → 16×16×4), a small CLIP text model
+/// on the real CLIP vocabulary whose width is the UNet's <c>cross_attention_dim</c>, and a UNet on 16×16 latents.
+/// </summary>
+public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int UNetLayersPerBlock, int Width, int ClipLayers, int ConnectorBlocks)
+{
+    /// <summary>The shipped sizes.</summary>
+    public static WorldModelSizes Default => new([32, 64, 64], [64, 128, 128], 1, 128, 3, 6);
+
+    /// <summary>Tiny sizes for tests (seconds per stage).</summary>
+    public static WorldModelSizes Tiny => new([8, 16, 16], [16, 32, 32], 1, 32, 1, 1);
+
+    public AutoencoderKLConfig Vae() => new()
+    {
+        InChannels = 3, OutChannels = 3, LatentChannels = 4,
+        DownBlockTypes = VaeChannels.Select(_ => "DownEncoderBlock2D").ToArray(),
+        UpBlockTypes = VaeChannels.Select(_ => "UpDecoderBlock2D").ToArray(),
+        BlockOutChannels = VaeChannels, LayersPerBlock = 1, NormNumGroups = Math.Min(16, VaeChannels[0]), SampleSize = 64,
+        ScalingFactor = 1.0, MidBlockAddAttention = true,
+    };
+
+    public UNet2DConditionConfig UNet() => new()
+    {
+        SampleSize = 16, InChannels = 4, OutChannels = 4,
+        DownBlockTypes = UNetChannels.Select(_ => "CrossAttnDownBlock2D").ToArray(),
+        UpBlockTypes = UNetChannels.Select(_ => "CrossAttnUpBlock2D").ToArray(),
+        BlockOutChannels = UNetChannels, LayersPerBlock = UNetLayersPerBlock, NormNumGroups = Math.Min(32, UNetChannels[0]),
+        CrossAttentionDim = Width, AttentionHeadDim = JsonSerializer.SerializeToElement(Math.Max(1, UNetChannels[0] / 16)),
+    };
+
+    public ClipTextConfig Clip() => new()
+    {
+        VocabSize = 49408, HiddenSize = Width, IntermediateSize = 4 * Width, NumHiddenLayers = ClipLayers,
+        NumAttentionHeads = Math.Max(1, Width / 32), MaxPositionEmbeddings = 77, HiddenAct = "quick_gelu", ProjectionDim = Width,
+        ModelType = "clip_text_model",
+    };
+
+    /// <summary>DDPM's linear schedule (β 1e-4 … 0.02): enough noise at t = 999 for 16×16 latents, where SD's scaled_linear leaves too much signal.</summary>
+    public static SchedulerConfig Scheduler() => new()
+    {
+        ClassName = "DPMSolverMultistepScheduler", NumTrainTimesteps = 1000, BetaStart = 0.0001, BetaEnd = 0.02,
+        BetaSchedule = "linear", PredictionType = "epsilon", TimestepSpacing = "leading", StepsOffset = 1, SetAlphaToOne = false, ClipSample = false,
+    };
+}

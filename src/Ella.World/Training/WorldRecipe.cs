@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using System.Globalization;
+using Ella.Modules.Clip;
+using Ella.Modules.UNet;
+using Ella.Modules.Vae;
+using Ella.Text;
+using Ella.TextEncoders;
+using Ella.Training;
+using Ella.Training.Data;
+using Ella.World.Splits;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ella.World.Training;
+
+/// <summary>Everything <c>ella world train</c> is told.</summary>
+public sealed class WorldTrainOptions
+{
+    /// <summary>Checkpoints, logs, loss plots, the connector data and feature caches.</summary>
+    public required string WorkDir { get; init; }
+    /// <summary>The diffusers folder the recipe writes (the shipped model: models/shapes-world).</summary>
+    public required string ModelDir { get; init; }
+    /// <summary>A CLIP tokenizer folder (vocab.json + merges.txt): the real CLIP BPE vocabulary.</summary>
+    public required string ClipTokenizer { get; init; }
+    public WorldModelSizes Sizes { get; init; } = WorldModelSizes.Default;
+    public long Seed { get; init; }
+    public StageSettings Vae { get; init; } = new(MaxSteps: 1200, Batch: 16, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
+    public StageSettings Base { get; init; } = new(MaxSteps: 2400, Batch: 32, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
+    public StageSettings Connector { get; init; } = new(MaxSteps: 1200, Batch: 32, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
+    /// <summary>Scenes (with dense captions) the connectors are trained on.</summary>
+    public int ConnectorSamples { get; init; } = 12_000;
+    public double CaptionDropout { get; init; } = 0.1;
+    /// <summary>Which connectors stage 3 trains: tsc (shipped as ella/), mlp, resampler, tsc-arctic-xs (ablations/).</summary>
+    public IReadOnlyList<string> Connectors { get; init; } = ["tsc"];
+    /// <summary>The command line, recorded in every safetensors the recipe writes.</summary>
+    public string Command { get; init; } = "ella world train";
+
+    public static readonly string[] ConnectorNames = ["tsc", "mlp", "resampler", "tsc-arctic-xs"];
+
+    public static (string Type, TextEncoderKind Encoder) ConnectorKind(string name) => name switch
+    {
+        "tsc" => ("tsc", TextEncoderKind.MiniLM),
+        "mlp" => ("mlp", TextEncoderKind.MiniLM),
+        "resampler" => ("resampler", TextEncoderKind.MiniLM),
+        "tsc-arctic-xs" => ("tsc", TextEncoderKind.ArcticXs),
+        _ => throw new EllaException($"--connectors: '{name}' is not known (choose from: {string.Join(", ", ConnectorNames)})"),
+    };
+}
+
+/// <summary>
+/// The shapes world's recipe, end to end on a CPU, every stage resumable (run the same command again):
+/// 1. VAE (reconstruction + small KL) → scaling_factor = 1/std of the latents;
+/// 2. base: CLIP text encoder + UNet from scratch on SHORT captions, 10% caption dropout;
+/// 3. everything frozen: connectors trained by <c>ella train</c>'s trainer on DENSE captions with frozen
+///    MiniLM (or arctic-xs) features from a feature cache.
+/// Stages 1–2 end by writing the diffusers folder; stage 3 adds ella/connector.safetensors and ablations/.
+/// </summary>
+public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
+{
+    public void Run(CancellationToken cancellation)
+    {
+        Native.TorchRuntime.Initialize();
+        foreach (var c in o.Connectors) WorldTrainOptions.ConnectorKind(c);
+        var clock = Stopwatch.StartNew();
+        string commit = WorldModelFolder.Commit();
+        Directory.CreateDirectory(o.WorkDir);
+        var tokenizer = ClipTokenizer.FromPretrained(o.ClipTokenizer);
+
+        // Stage 1: VAE.
+        manual_seed(o.Seed);
+        using var vae = new AutoencoderKL(o.Sizes.Vae());
+        string vaeDir = Path.Combine(o.WorkDir, "1-vae");
+        var vaeData = new WorldBatches(o.Vae.Batch, o.Seed, offset: 0);
+        new StageLoop(vaeDir, "vae", o.Vae with { Seed = o.Seed * 1000 + 1 }, log).Run([new("vae", vae)],
+            (step, rng) => VaeStage.Loss(vae, vaeData, step, rng), cancellation);
+        vae.eval();
+        foreach (var p in vae.parameters()) p.requires_grad = false;
+        double scaling = VaeStage.ScalingFactor(vae, o.Seed);
+        var vaeConfig = o.Sizes.Vae();
+        vaeConfig.ScalingFactor = Math.Round(scaling, 5);
+        using var scaledVae = new AutoencoderKL(vaeConfig);
+        using (no_grad()) foreach (var (name, t) in scaledVae.state_dict()) t.copy_(vae.state_dict()[name]);
+        scaledVae.eval();
+        foreach (var p in scaledVae.parameters()) p.requires_grad = false;
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[vae] scaling_factor {vaeConfig.ScalingFactor}"));
+
+        // Stage 2: base model (CLIP + UNet) on short captions.
+        manual_seed(o.Seed + 1);
+        using var clip = new ClipTextModel(o.Sizes.Clip());
+        using (no_grad())
+            foreach (var (name, t) in clip.named_parameters())
+                if (name.EndsWith("embedding.weight")) t.normal_(0, 0.02); // as transformers initialises CLIP's embeddings
+        using var unet = new UNet2DConditionModel(o.Sizes.UNet());
+        var scheduler = WorldModelSizes.Scheduler();
+        var objective = DiffusionObjective.FromConfig(scheduler, null);
+        var baseStage = new BaseStage(scaledVae, clip, tokenizer, unet, objective, new WorldBatches(o.Base.Batch, o.Seed, offset: 1_000_000_000), o.CaptionDropout);
+        new StageLoop(Path.Combine(o.WorkDir, "2-base"), "base", o.Base with { Seed = o.Seed * 1000 + 2 }, log).Run(
+            [new("text_encoder", clip), new("unet", unet)], baseStage.Loss, cancellation);
+
+        var provenance = new Dictionary<string, string>
+        {
+            ["produced_by"] = o.Command, ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture), ["commit"] = commit,
+        };
+        Directory.CreateDirectory(o.ModelDir);
+        WorldModelFolder.WriteComponent(Path.Combine(o.ModelDir, "vae"), "diffusion_pytorch_model.safetensors", vaeConfig, scaledVae,
+            new Dictionary<string, string>(provenance) { ["steps"] = o.Vae.MaxSteps.ToString(CultureInfo.InvariantCulture) });
+        WorldModelFolder.WriteComponent(Path.Combine(o.ModelDir, "text_encoder"), "model.safetensors", o.Sizes.Clip(), clip,
+            new Dictionary<string, string>(provenance) { ["steps"] = o.Base.MaxSteps.ToString(CultureInfo.InvariantCulture) });
+        WorldModelFolder.WriteComponent(Path.Combine(o.ModelDir, "unet"), "diffusion_pytorch_model.safetensors", o.Sizes.UNet(), unet,
+            new Dictionary<string, string>(provenance) { ["steps"] = o.Base.MaxSteps.ToString(CultureInfo.InvariantCulture) });
+        string tokDir = Path.Combine(o.ModelDir, "tokenizer");
+        Directory.CreateDirectory(tokDir);
+        foreach (var f in new[] { "vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json" })
+            if (File.Exists(Path.Combine(o.ClipTokenizer, f)) && Path.GetFullPath(o.ClipTokenizer) != Path.GetFullPath(tokDir))
+                File.Copy(Path.Combine(o.ClipTokenizer, f), Path.Combine(tokDir, f), overwrite: true);
+        string schedDir = Path.Combine(o.ModelDir, "scheduler");
+        Directory.CreateDirectory(schedDir);
+        File.WriteAllText(Path.Combine(schedDir, "scheduler_config.json"), scheduler.ToJson());
+        WorldModelFolder.WriteIndex(o.ModelDir, o.Command);
+        log.WriteLine($"[base] wrote {o.ModelDir}");
+
+        // Stage 3: connectors on dense captions, everything else frozen.
+        foreach (var name in o.Connectors) TrainConnector(name, scaledVae, provenance, cancellation);
+        log.WriteLine($"done in {TrainingRun.Duration(clock.Elapsed.TotalSeconds)} (this run); model {o.ModelDir}");
+    }
+
+    void TrainConnector(string name, AutoencoderKL vae, Dictionary<string, string> provenance, CancellationToken cancellation)
+    {
+        var (type, encoder) = WorldTrainOptions.ConnectorKind(name);
+        string encoderName = TextEncoderKinds.Name(encoder);
+        string output = Path.Combine(o.WorkDir, $"3-connector-{name}");
+        string trained = Path.Combine(output, "connector.safetensors");
+        if (!File.Exists(trained))
+        {
+            string cache = EnsureCache(encoder, vae, cancellation);
+            bool resume = TrainingCheckpoint.List(output).Count > 0;
+            var options = new TrainingOptions
+            {
+                StableDiffusion = o.ModelDir, Cache = cache, Output = resume ? null : output, Resume = resume ? output : null,
+                ConnectorType = type, Blocks = o.Sizes.ConnectorBlocks, MaxSteps = o.Connector.MaxSteps, Batch = o.Connector.Batch,
+                Resolution = 64, Seed = o.Seed * 1000 + 3, CaptionDropout = o.CaptionDropout, Lr = o.Connector.Lr,
+                LrSchedule = o.Connector.Schedule, WarmupSteps = o.Connector.WarmupSteps, SaveEvery = o.Connector.SaveEvery, KeepLast = 2,
+                WeightDecay = o.Connector.WeightDecay, MaxGradNorm = o.Connector.MaxGradNorm,
+            };
+            var outcome = TrainingRun.Run(options, new PrefixWriter(log, $"[{name}] "), cancellation);
+            if (outcome == TrainingOutcome.Interrupted) throw new OperationCanceledException($"[{name}] interrupted; run the same command again to resume");
+            if (outcome != TrainingOutcome.Completed) throw new EllaException($"[{name}] connector training diverged; see {output}/log.jsonl");
+            LossPlot.Render(LossPlot.ReadLog(Path.Combine(output, "log.jsonl")), Path.Combine(output, "loss.png"));
+        }
+        string target = WorldModelFolder.ConnectorPath(o.ModelDir, name);
+        WorldModelFolder.WriteConnector(target, trained, encoderName,
+            new Dictionary<string, string>(provenance) { ["steps"] = o.Connector.MaxSteps.ToString(CultureInfo.InvariantCulture), ["connector"] = name });
+        log.WriteLine($"[{name}] wrote {target}");
+    }
+
+    /// <summary>The connector data (scenes with dense captions, written once) and its feature cache for one text encoder.</summary>
+    string EnsureCache(TextEncoderKind encoder, AutoencoderKL vae, CancellationToken cancellation)
+    {
+        string data = Path.Combine(o.WorkDir, "3-data");
+        if (!File.Exists(Path.Combine(data, "done")))
+        {
+            log.WriteLine($"[data] writing {o.ConnectorSamples} scenes with dense captions to {data}");
+            WorldFiles.WriteSample(data, WorldFiles.Items(WorldSplit.Train, 2_000_000_000, o.ConnectorSamples, o.Seed));
+            File.WriteAllText(Path.Combine(data, "done"), "");
+        }
+        string name = TextEncoderKinds.Name(encoder);
+        string cache = Path.Combine(o.WorkDir, $"3-cache-{name}");
+        if (File.Exists(Path.Combine(cache, "done"))) return cache;
+        using var text = TextEncoderFactory.Create(encoder, null);
+        var dataset = ImageCaptionDatasets.Open([data], new ImagePreprocessing(64, false, false), m => log.WriteLine(m));
+        var clock = Stopwatch.StartNew();
+        var summary = FeatureCacheWriter.Write(cache, dataset, vae, text, new FeatureCacheWriteOptions
+        {
+            Preprocessing = new ImagePreprocessing(64, false, false), BatchSize = 64, SamplesPerFile = 1000, MaxLength = 128, Seed = o.Seed,
+            TextEncoderName = name, VaeName = Path.Combine(o.ModelDir, "vae"),
+        }, p => { if (p.Done % 1000 == 0) log.WriteLine($"[cache {name}] {p.Done}/{p.Total}"); }, m => log.WriteLine(m), cancellation);
+        File.WriteAllText(Path.Combine(cache, "done"), "");
+        log.WriteLine($"[cache {name}] {summary.Cached} samples in {clock.Elapsed.TotalSeconds:F0} s");
+        return cache;
+    }
+}
+
+/// <summary>Prefixes every line written through it (stage names in the recipe's log).</summary>
+sealed class PrefixWriter(TextWriter inner, string prefix) : TextWriter
+{
+    public override System.Text.Encoding Encoding => inner.Encoding;
+    public override void WriteLine(string? value) => inner.WriteLine(prefix + value);
+    public override void Write(char value) => inner.Write(value);
+}
