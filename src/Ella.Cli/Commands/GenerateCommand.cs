@@ -13,6 +13,7 @@ public static class GenerateCommand
     {
         var o = new PipelineCliOptions();
         var tools = new ToolCliOptions();
+        var upscale = new UpscaleCliOption();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt" };
         var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a text file" };
         var negative = new Option<string>("--negative-prompt") { Description = "Negative prompt (default: empty)", DefaultValueFactory = _ => "" };
@@ -22,7 +23,8 @@ public static class GenerateCommand
         var command = new Command("generate", "Generate images from a prompt with ELLA (or SD1.5's CLIP)") { prompt, promptFile, negative, batch, output, embeds };
         o.AddTo(command);
         tools.AddTo(command);
-        command.SetAction(p => Run(ctx, o, tools, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(batch), p.GetValue(output), p.GetValue(embeds)));
+        upscale.AddTo(command);
+        command.SetAction(p => Run(ctx, o, tools, upscale, p, p.GetValue(prompt), p.GetValue(promptFile), p.GetValue(negative)!, p.GetValue(batch), p.GetValue(output), p.GetValue(embeds)));
         return command;
     }
 
@@ -30,7 +32,7 @@ public static class GenerateCommand
     static List<string> OutputPaths(string basePath, int n) => n == 1 ? [basePath]
         : Enumerable.Range(0, n).Select(i => Path.Combine(Path.GetDirectoryName(basePath) ?? "", $"{Path.GetFileNameWithoutExtension(basePath)}-{i}{(Path.HasExtension(basePath) ? Path.GetExtension(basePath) : ".png")}")).ToList();
 
-    static int Run(CliContext ctx, PipelineCliOptions o, ToolCliOptions tools, ParseResult p, string? prompt, string? promptFile, string negative, int batch, string? output, string? embedsPath)
+    static int Run(CliContext ctx, PipelineCliOptions o, ToolCliOptions tools, UpscaleCliOption upscale, ParseResult p, string? prompt, string? promptFile, string negative, int batch, string? output, string? embedsPath)
     {
         if (prompt != null && promptFile != null) throw new EllaException("give --prompt or --prompt-file, not both");
         if (promptFile != null)
@@ -40,11 +42,13 @@ public static class GenerateCommand
         if (prompt == null && embedsPath == null) throw new EllaException("a prompt is required: --prompt TEXT or --prompt-file FILE");
         var mode = GenerationModes.Parse(p.GetValue(o.Mode)!);
         if (batch < 1 || batch > 4096) throw new EllaException($"--batch must be between 1 and 4096, got {batch}");
+        if (p.GetValue(upscale.Factor) < 1) upscale.Validated(p, 1, 1); // a bad factor fails before anything is loaded
         long seed = Robustness.Seeds.Given(p.GetValue(o.Seed)) ?? Robustness.Seeds.Random();
         var paths = OutputPaths(output ?? $"ella-{Robustness.Seeds.Format(seed)}.png", batch);
         Robustness.OutputFiles.Prepare(paths, p.GetValue(o.NoOverwrite));
         var load = o.LoadOptions(p, [mode], needT5: embedsPath == null, oneShot: true);
         var toolRequest = tools.Apply(p, o.Request(p, [], negative), o);
+        int factor = upscale.Validated(p, toolRequest.Width, toolRequest.Height);
 
         Tensor? promptEmbeds = null, negativeEmbeds = null;
         if (embedsPath != null)
@@ -71,8 +75,8 @@ public static class GenerateCommand
             for (int i = 0; i < n; i++)
             {
                 string path = paths[i];
-                var image = RgbImage.FromTensor(result.Images[i]);
-                image.SavePng(path, new Dictionary<string, string> { ["parameters"] = PipelineCliOptions.Parameters(pipeline, request, result, request.Prompts.Count > 0 ? request.Prompts[0] : "(prompt embeddings)", i, p.GetValue(o.DType)!) });
+                var image = RgbImage.FromTensor(result.Images[i]).UpscaleNearest(factor);
+                image.SavePng(path, new Dictionary<string, string> { ["parameters"] = PipelineCliOptions.Parameters(pipeline, request, result, request.Prompts.Count > 0 ? request.Prompts[0] : "(prompt embeddings)", i, p.GetValue(o.DType)!, factor) });
                 ctx.Out.WriteLine(path);
             }
             ctx.Error.WriteLine($"seed {Robustness.Seeds.Format(result.Seed)}; encode {result.EncodeTime.TotalSeconds:F1} s, denoise {result.DenoiseTime.TotalSeconds:F1} s ({result.DenoiseTime.TotalSeconds / request.Steps:F2} s/step), decode {result.DecodeTime.TotalSeconds:F1} s");

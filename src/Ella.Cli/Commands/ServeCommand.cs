@@ -40,13 +40,6 @@ public static class ServeCommand
         double.IsFinite(value) && (value > 0 || (allowZero && value == 0)) ? TimeSpan.FromSeconds(value)
             : throw new EllaException($"{flag} must be a positive number of seconds, got {value}");
 
-    /// <summary>
-    /// The models to serve when no flag or environment variable names them. Seam for the embedded "shapes world"
-    /// model (issue 10): return its load options here; until it exists, the models come from --sd/--t5/--ella,
-    /// ELLA_SD/ELLA_T5/ELLA_ELLA or repo ids in the local Hugging Face cache, as for <c>ella generate</c>.
-    /// </summary>
-    static PipelineLoadOptions? EmbeddedDefaultModel() => null;
-
     static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, ServerOptions server, string negative)
     {
         if (!(server.Host == "localhost" || IPAddress.TryParse(server.Host, out _)))
@@ -56,21 +49,18 @@ public static class ServeCommand
         if (server.MaxPixels < 64) throw new EllaException($"--max-pixels must be at least 64, got {server.MaxPixels}");
 
         var mode = GenerationModes.Parse(p.GetValue(o.Mode)!);
-        PipelineLoadOptions load;
-        if (p.GetValue(o.Sd) == null && Environment.GetEnvironmentVariable("ELLA_SD") is null or "" && EmbeddedDefaultModel() is { } embedded)
-            load = embedded;
-        else
-        {
-            bool ellaGiven = p.GetValue(o.Ella) != null || Environment.GetEnvironmentVariable("ELLA_ELLA") is { Length: > 0 };
-            var modes = ellaGiven ? new[] { mode, GenerationMode.Ella } : [mode];
-            load = o.LoadOptions(p, modes);
-            load = load with { LoadClip = load.LoadClip || HasClip(load.StableDiffusion, load.ClipTokenizer) };
-        }
+        // Without model flags or variables: the shapes world (its connector when it has one, and its own CLIP).
+        var world = o.World(p);
+        bool ellaGiven = world?.HasConnector ?? (p.GetValue(o.Ella) != null || Environment.GetEnvironmentVariable("ELLA_ELLA") is { Length: > 0 });
+        var modes = ellaGiven ? new[] { mode, GenerationMode.Ella } : [mode];
+        var load = o.LoadOptions(p, modes);
+        load = load with { LoadClip = load.LoadClip || HasClip(load.StableDiffusion, load.ClipTokenizer) };
         var defaults = o.Request(p, [], negative, mode);
         server = server with
         {
             Defaults = defaults,
-            ModelId = load.Ella != null ? Path.GetFileNameWithoutExtension(ModelLocator.EllaFile(load.Ella)) : Path.GetFileNameWithoutExtension(Path.GetFullPath(load.StableDiffusion).TrimEnd('/')),
+            ModelId = world != null ? "shapes-world"
+                : load.Ella != null ? Path.GetFileNameWithoutExtension(ModelLocator.EllaFile(load.Ella)) : Path.GetFileNameWithoutExtension(Path.GetFullPath(load.StableDiffusion).TrimEnd('/')),
         };
         if ((long)defaults.Width * defaults.Height > server.MaxPixels)
             throw new EllaException($"--width × --height ({defaults.Width}×{defaults.Height}) exceeds --max-pixels {server.MaxPixels}");

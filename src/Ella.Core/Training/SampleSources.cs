@@ -76,6 +76,8 @@ public sealed class LiveSampleSource : ISampleSource
     }
 
     public string Description => $"{_data.Source} ({_data.Count} candidate samples, encoded live)";
+    /// <summary>The encoder of the captions (also used for validation prompts).</summary>
+    public ITextFeatureEncoder TextEncoder => _text;
     public int Count => _data.Count;
     public int TextFeatureDim => _text.HiddenSize;
     public double ScalingFactor => _vae.Config.ScalingFactor;

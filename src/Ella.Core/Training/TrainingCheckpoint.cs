@@ -36,13 +36,15 @@ public static class TrainingCheckpoint
 
     public static string PathFor(string output, int step) => Path.Combine(output, $"{Prefix}{step}");
 
-    public static string Save(string output, TrainingState state, ConnectorModule connector, AdamW optimizer, Generator rng, int keepLast)
+    /// <param name="connectorMetadata">extra safetensors metadata of the connector (e.g. <c>text_encoder</c>)</param>
+    public static string Save(string output, TrainingState state, ConnectorModule connector, AdamW optimizer, Generator rng, int keepLast,
+        IReadOnlyDictionary<string, string>? connectorMetadata = null)
     {
         string final = PathFor(output, state.Step);
         string tmp = Path.Combine(output, $".{Prefix}{state.Step}.tmp-{Environment.ProcessId}");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        connector.Save(Path.Combine(tmp, "connector.safetensors"));
+        connector.Save(Path.Combine(tmp, "connector.safetensors"), connectorMetadata);
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         using (var rngState = rng.get_state())
             SafetensorsWriter.Save(Path.Combine(tmp, "rng.safetensors"), [new("noise_generator", rngState)]);

@@ -1,3 +1,4 @@
+using Ella.TextEncoders;
 using static TorchSharp.torch;
 
 namespace Ella.Training;
@@ -7,7 +8,10 @@ public sealed class TrainingOptions
 {
     /// <summary>Stable Diffusion (its UNet is trained against; its VAE encodes images when no cache is given).</summary>
     public string? StableDiffusion { get; set; }
-    /// <summary>Text encoder (FLAN-T5) folder: encodes captions live (without a cache) and the validation prompts.</summary>
+    /// <summary>The text encoder whose features the connector learns to read (captions encoded live, validation
+    /// prompts). Null: the feature cache's encoder with <see cref="Cache"/>, else T5.</summary>
+    public TextEncoderKind? TextEncoder { get; set; }
+    /// <summary>FLAN-T5 folder, for the t5 text encoder: encodes captions live (without a cache) and the validation prompts.</summary>
     public string? T5 { get; set; }
     /// <summary>A feature cache written by <c>ella train cache</c>.</summary>
     public string? Cache { get; set; }
@@ -47,8 +51,8 @@ public sealed class TrainingOptions
     {
         if (Output is null && Resume is null) throw new EllaException("--output OUT is required (or --resume OUT)");
         if (StableDiffusion is null) throw new EllaException("--sd is required (the UNet the connector is trained for)");
-        if (Cache is null && (Data.Count == 0 || T5 is null))
-            throw new EllaException("give either --cache DIR (made by 'ella train cache') or --data DIR with --t5 (encode live)");
+        if (Cache is null && (Data.Count == 0 || (TextEncoder ?? TextEncoderKind.T5) == TextEncoderKind.T5 && T5 is null))
+            throw new EllaException("give either --cache DIR (made by 'ella train cache') or --data DIR with --t5 or --text-encoder minilm|arctic-xs (encode live)");
         if (Cache is not null && Data.Count > 0) throw new EllaException("--cache and --data exclude each other (the cache already holds the data)");
         if (Init is not null && !File.Exists(Init) && !Directory.Exists(Init)) throw new EllaException($"--init {Init}: no such file");
         if (!Modules.Ella.Connectors.Types.Contains(ConnectorType))
@@ -72,7 +76,7 @@ public sealed class TrainingOptions
         if (ValidationPrompts is not null)
         {
             if (!File.Exists(ValidationPrompts)) throw new EllaException($"--validation-prompts {ValidationPrompts}: no such file");
-            if (T5 is null) throw new EllaException("--validation-prompts needs --t5 to encode the prompts");
+            if (TextEncoder == TextEncoderKind.T5 && T5 is null) throw new EllaException("--validation-prompts needs --t5 to encode the prompts with the t5 text encoder");
         }
     }
 }

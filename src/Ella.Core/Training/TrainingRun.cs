@@ -44,16 +44,43 @@ public sealed class TrainingRun
         string output = _o.Output ?? _o.Resume!;
         (string Path, TrainingState State)? resume = _o.Resume is null ? null : TrainingCheckpoint.Latest(_o.Resume);
 
+        // The text encoder: --text-encoder, else the cache's, else t5; a cache made with another encoder is refused.
+        var cache = _o.Cache is null ? null : FeatureCache.Open(_o.Cache, m => _log.WriteLine(m));
+        ISampleSource? cached = cache is null ? null : new CachedSampleSource(cache);
+        using var cachedScope = cached;
+        TextEncoderKind? cacheKind = cache is null ? null : TextEncoderKinds.FromRecordedName(cache.Settings.TextEncoder);
+        if (_o.TextEncoder is { } given && cacheKind is { } made && given != made)
+            throw new EllaException($"--cache {_o.Cache}: the features were made with the {TextEncoderKinds.Name(made)} text encoder, but --text-encoder is {TextEncoderKinds.Name(given)}; " +
+                                    $"train with --text-encoder {TextEncoderKinds.Name(made)}, or cache the data again with 'ella train cache --text-encoder {TextEncoderKinds.Name(given)}'");
+        var kind = _o.TextEncoder ?? cacheKind ?? TextEncoderKind.T5;
+        string kindName = TextEncoderKinds.Name(kind);
+        bool needEncoder = cached is null || _o.ValidationPrompts is not null;
+        if (needEncoder && kind == TextEncoderKind.T5 && _o.T5 is null)
+            throw new EllaException(cached is null ? "--data needs --t5 to encode the captions with the t5 text encoder (or choose --text-encoder minilm|arctic-xs)"
+                : $"--validation-prompts needs --t5: the cache {_o.Cache} holds t5 features");
+        if (resume is { } previous && ConnectorMetadata.TextEncoderKindOf(Path.Combine(previous.Path, "connector.safetensors")) is { } trainedOn && trainedOn != kind)
+            throw new EllaException($"--resume {_o.Resume}: the run's connector reads {TextEncoderKinds.Name(trainedOn)} features, but this run's text encoder is {kindName}");
+        if (resume is null && _o.Init is not null && ConnectorMetadata.TextEncoderKindOf(_o.Init) is { } initOn && initOn != kind)
+            _log.WriteLine($"warning: --init {_o.Init} was trained on {TextEncoderKinds.Name(initOn)} features; this run trains it on {kindName} features");
+
+        if (kind != TextEncoderKind.T5 && _o.T5 is not null) _log.WriteLine($"warning: --t5 {_o.T5} is not used: the text encoder is {kindName}");
+
         using var sd = StableDiffusionModel.Load(_o.StableDiffusion!, _o.DType, _o.Device, withTextEncoder: false);
-        ITextFeatureEncoder? textEncoder = _o.T5 is null ? null : T5TextFeatureEncoder.FromPretrained(_o.T5, _o.DType, _o.Device);
+        var data = cached is null ? ImageCaptionDatasets.Open(_o.Data, new ImagePreprocessing(_o.Resolution, _o.RandomCrop, _o.RandomFlip), m => _log.WriteLine(m)) : null;
+        ITextFeatureEncoder? textEncoder = needEncoder ? TextEncoderFactory.Create(kind, kind == TextEncoderKind.T5 ? _o.T5 : null, _o.DType, _o.Device) : null;
         ISampleSource source;
-        if (_o.Cache is not null)
-            source = new CachedSampleSource(FeatureCache.Open(_o.Cache, m => _log.WriteLine(m)));
+        if (cached is not null)
+            source = cached;
         else
-            source = new LiveSampleSource(ImageCaptionDatasets.Open(_o.Data, new ImagePreprocessing(_o.Resolution, _o.RandomCrop, _o.RandomFlip), m => _log.WriteLine(m)),
-                sd.Vae, textEncoder!, _o.DType, _o.Device, _o.MaxLength, _o.Seed);
-        using var sourceScope = source;
+        {
+            source = new LiveSampleSource(data!, sd.Vae, textEncoder!, _o.DType, _o.Device, _o.MaxLength, _o.Seed);
+            textEncoder = null; // the live source owns (and disposes) it
+        }
+        using var liveScope = cached is null ? source : null;
         if (source.Count == 0) throw new EllaException($"{source.Description}: no samples");
+        var promptEncoder = textEncoder ?? (source as LiveSampleSource)?.TextEncoder;
+        if (promptEncoder is not null && promptEncoder.HiddenSize != source.TextFeatureDim)
+            throw new EllaException($"--cache {_o.Cache}: the cached text features are {source.TextFeatureDim} wide but the {kindName} text encoder ({promptEncoder.Name}) gives {promptEncoder.HiddenSize}-wide ones");
 
         // Validation prompts are encoded once, before any training.
         var validation = new List<(string Prompt, Tensor Features)>();
@@ -63,11 +90,12 @@ public sealed class TrainingRun
             if (prompts.Count == 0) throw new EllaException($"--validation-prompts {_o.ValidationPrompts}: no prompts in the file");
             foreach (var p in prompts)
             {
-                using var enc = textEncoder!.Encode(p, TokenLength.Flexible, _o.MaxLength);
+                using var enc = promptEncoder!.Encode(p, TokenLength.Flexible, _o.MaxLength);
                 validation.Add((p, enc.Features.to(ScalarType.Float32, _o.Device).DetachFromDisposeScope()));
             }
         }
-        if (_o.Cache is not null) { textEncoder?.Dispose(); textEncoder = null; } // not needed any more
+        if (cached is not null) { textEncoder?.Dispose(); textEncoder = null; } // not needed any more
+        var connectorMetadata = ConnectorMetadata.For(kind);
 
         var unet = sd.Unet;
         int cross = unet.Config.CrossAttentionDim;
@@ -126,7 +154,7 @@ public sealed class TrainingRun
         var stream = new SampleStream(source, _o.Seed, state.DataPosition);
 
         _log.WriteLine($"training {connector.Config.ConnectorType} connector ({connector.parameters().Sum(p => p.NumberOfElements):N0} parameters, from {connectorFrom}) " +
-            $"on {source.Description}; UNet {sd.Name} in {DTypeName(_o.DType)}; {_o.MaxSteps} steps × {_o.Batch * _o.GradAccum} samples; output {output}");
+            $"on {source.Description} ({kindName} text features); UNet {sd.Name} in {DTypeName(_o.DType)}; {_o.MaxSteps} steps × {_o.Batch * _o.GradAccum} samples; output {output}");
         if (resume is not null) _log.WriteLine($"resumed from {resume.Value.Path} at step {state.Step}");
         string? lastCheckpoint = resume?.Path;
         int lastSaved = state.Step;
@@ -138,7 +166,7 @@ public sealed class TrainingRun
             {
                 if (cancellation.IsCancellationRequested)
                 {
-                    if (state.Step > lastSaved) lastCheckpoint = SaveCheckpoint(output, state, trainer, rng);
+                    if (state.Step > lastSaved) lastCheckpoint = SaveCheckpoint(output, state, trainer, rng, connectorMetadata);
                     _log.WriteLine($"interrupted at step {state.Step}; checkpoint {lastCheckpoint ?? "(none: no step finished)"}; continue with --resume {output}");
                     return TrainingOutcome.Interrupted;
                 }
@@ -179,14 +207,14 @@ public sealed class TrainingRun
                     $"step {step}/{_o.MaxSteps}  loss {result.Loss:F5}  grad_norm {result.GradNorm:F4}  lr {result.Lr:E2}  {samplesPerS:F2} samples/s  ETA {Duration(perStep * (_o.MaxSteps - step))}"));
                 if (step % _o.SaveEvery == 0 || step == _o.MaxSteps)
                 {
-                    lastCheckpoint = SaveCheckpoint(output, state, trainer, rng);
+                    lastCheckpoint = SaveCheckpoint(output, state, trainer, rng, connectorMetadata);
                     lastSaved = step;
                 }
                 if (validation.Count > 0 && ((_o.ValidateEvery > 0 && step % _o.ValidateEvery == 0) || step == _o.MaxSteps))
                     Validate(output, step, sd, connector, validation, source.NullTextFeatures);
             }
             string final = Path.Combine(output, "connector.safetensors");
-            connector.Save(final);
+            connector.Save(final, connectorMetadata);
             _log.WriteLine($"done: {state.Step} steps; connector {final}" + (source.Skipped > 0 ? $"; {source.Skipped} samples skipped" : ""));
             return TrainingOutcome.Completed;
         }
@@ -197,9 +225,9 @@ public sealed class TrainingRun
         }
     }
 
-    string SaveCheckpoint(string output, TrainingState state, ConnectorTrainer trainer, Generator rng)
+    string SaveCheckpoint(string output, TrainingState state, ConnectorTrainer trainer, Generator rng, IReadOnlyDictionary<string, string> connectorMetadata)
     {
-        string path = TrainingCheckpoint.Save(output, state, trainer.Connector, trainer.Optimizer, rng, _o.KeepLast);
+        string path = TrainingCheckpoint.Save(output, state, trainer.Connector, trainer.Optimizer, rng, _o.KeepLast, connectorMetadata);
         _log.WriteLine($"saved {path}");
         return path;
     }

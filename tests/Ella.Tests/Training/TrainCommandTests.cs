@@ -87,6 +87,8 @@ public sealed class TrainCommandTests : IDisposable
             Assert.Equal(64, c.Config.InputDim); // fitted to the text encoder
             Assert.Equal(1, c.Config.Layers);
         }
+        Assert.Equal("t5", ConnectorMetadata.TextEncoder(Path.Combine(output, "connector.safetensors")));
+        Assert.Equal("t5", ConnectorMetadata.TextEncoder(Path.Combine(output, "checkpoint-3", "connector.safetensors")));
         var plot = CliRunner.Run("train", "plot", output);
         Assert.True(plot.ExitCode == 0, plot.Error);
         var png = Ella.Imaging.RgbImage.Load(Path.Combine(output, "loss.png"));

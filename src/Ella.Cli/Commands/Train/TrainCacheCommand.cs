@@ -20,7 +20,8 @@ public static class TrainCacheCommand
     public static Command Create(CliContext ctx)
     {
         var sd = new Option<string?>("--sd") { Description = "Stable Diffusion 1.x whose VAE encodes the images: diffusers folder, single-file .safetensors, or repo id in the local HF cache (env ELLA_SD)" };
-        var t5 = new Option<string?>("--t5") { Description = "FLAN-T5 folder or repo id, e.g. google/flan-t5-xl (env ELLA_T5)" };
+        var t5 = new Option<string?>("--t5") { Description = "FLAN-T5 folder or repo id, e.g. google/flan-t5-xl, for the t5 text encoder (env ELLA_T5)" };
+        var textEncoder = new Option<string?>("--text-encoder") { Description = "t5 (FLAN-T5 from --t5) | minilm | arctic-xs (packaged, no path needed); default t5 (the shapes world: its connector's)" };
         var data = new Option<string[]>("--data") { Description = "Training data: a folder with metadata.jsonl, a folder of images with .txt captions, or WebDataset .tar shards (repeatable)", Required = true, AllowMultipleArgumentsPerToken = false };
         var output = new Option<string>("--output", "-o") { Description = "Cache folder (created; an interrupted run into it resumes)", Required = true };
         var resolution = new Option<int>("--resolution") { Description = "Short side resized to this, then a square crop (multiple of 8)", DefaultValueFactory = _ => 512 };
@@ -35,20 +36,21 @@ public static class TrainCacheCommand
         var device = new Option<string>("--device") { Description = "cpu | cuda | cuda:N", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "Intra-op threads (default: one per core)" };
         dtype.AcceptOnlyFromAmong("fp32", "bf16");
+        textEncoder.AcceptOnlyFromAmong(TextEncoderKinds.Names);
         var command = new Command("cache", "Precompute VAE latents (posterior mean and std) and text features of a training set, resumable and shardable")
         {
-            sd, t5, data, output, resolution, shard, dtype, batch, maxLength, perFile, randomCrop, randomFlip, seed, device, threads,
+            sd, t5, textEncoder, data, output, resolution, shard, dtype, batch, maxLength, perFile, randomCrop, randomFlip, seed, device, threads,
         };
         command.SetAction(p =>
         {
             var prep = new ImagePreprocessing(p.GetValue(resolution), p.GetValue(randomCrop), p.GetValue(randomFlip));
-            return Run(ctx, p.GetValue(sd), p.GetValue(t5), p.GetValue(data)!, p.GetValue(output)!, prep, p.GetValue(shard), p.GetValue(dtype)!,
+            return Run(ctx, p.GetValue(sd), p.GetValue(t5), p.GetValue(textEncoder), p.GetValue(data)!, p.GetValue(output)!, prep, p.GetValue(shard), p.GetValue(dtype)!,
                 p.GetValue(batch), p.GetValue(maxLength), p.GetValue(perFile), p.GetValue(seed), p.GetValue(device)!, p.GetValue(threads));
         });
         return command;
     }
 
-    static int Run(CliContext ctx, string? sdOption, string? t5Option, string[] dataPaths, string output, ImagePreprocessing prep, string? shardOption,
+    static int Run(CliContext ctx, string? sdOption, string? t5Option, string? textEncoderOption, string[] dataPaths, string output, ImagePreprocessing prep, string? shardOption,
         string dtypeName, int batch, int maxLength, int perFile, long seed, string deviceName, int? threads)
     {
         if (prep.Resolution <= 0 || prep.Resolution % 8 != 0) throw new EllaException($"--resolution {prep.Resolution}: must be a positive multiple of 8");
@@ -57,8 +59,18 @@ public static class TrainCacheCommand
         if (perFile < 1) throw new EllaException($"--samples-per-file {perFile}: must be at least 1");
         if (threads is < 1) throw new EllaException($"--threads {threads}: must be at least 1");
         var (index, count) = DpgGenerateCommand.ResolveShard(shardOption, Environment.GetEnvironmentVariable);
-        string sdPath = ModelLocator.Require(sdOption, "ELLA_SD", "--sd", "Stable Diffusion (for its VAE)");
-        string t5Path = ModelLocator.Require(t5Option, "ELLA_T5", "--t5", "the T5 text encoder");
+        var kind = textEncoderOption is null ? TextEncoderKind.T5 : TextEncoderKinds.Parse(textEncoderOption);
+        string sdPath;
+        // No model flag and no model variable: cache for the shapes world (its VAE, its connector's text encoder).
+        if (sdOption == null && t5Option == null && textEncoderOption == null && WorldDefaultModel.NoModelEnvironment())
+        {
+            var world = WorldDefaultModel.Locate();
+            sdPath = world.Folder;
+            kind = world.TextEncoder;
+        }
+        else sdPath = ModelLocator.Require(sdOption, "ELLA_SD", "--sd", "Stable Diffusion (for its VAE)");
+        string? t5Path = kind == TextEncoderKind.T5 ? ModelLocator.Require(t5Option, "ELLA_T5", "--t5", "the T5 text encoder") : null;
+        if (t5Path == null && t5Option != null) ctx.Error.WriteLine($"warning: --t5 {t5Option} is not used: the text encoder is {TextEncoderKinds.Name(kind)}");
         var dtype = DTypes.Parse(dtypeName);
         var dev = PipelineCliOptions.ParseDevice(deviceName);
         if (threads is { } n) set_num_threads(n);
@@ -66,7 +78,7 @@ public static class TrainCacheCommand
         using var dataset = ImageCaptionDatasets.Open(dataPaths, prep, m => ctx.Error.WriteLine(m));
         ctx.Error.WriteLine($"data: {dataset.Count} candidate samples in {dataset.Source}; shard {index}/{count}");
         using var vae = LoadVae(sdPath, dtype, dev);
-        using var text = T5TextFeatureEncoder.FromPretrained(t5Path, dtype, dev);
+        using var text = TextEncoderFactory.Create(kind, t5Path, dtype, dev);
 
         DateTime lastReport = DateTime.MinValue;
         void Progress(FeatureCacheProgress p)
@@ -89,7 +101,8 @@ public static class TrainCacheCommand
             BatchSize = batch,
             MaxLength = maxLength,
             Seed = seed,
-            TextEncoderName = t5Option ?? t5Path,
+            TextEncoderName = TextEncoderKinds.Name(kind),
+            TextEncoderPath = t5Option ?? t5Path,
             VaeName = sdOption ?? sdPath,
         }, Progress, m => ctx.Error.WriteLine(m));
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Ella.Modules.Ella;
 using Ella.Pipelines;
+using Ella.TextEncoders;
 using Ella.Training;
 using static TorchSharp.torch;
 
@@ -16,6 +17,7 @@ public static class TrainCommand
     {
         var sd = new Option<string?>("--sd") { Description = "Stable Diffusion 1.x (its frozen UNet; its VAE when encoding live): folder, single file or cached repo id (env ELLA_SD)" };
         var t5 = new Option<string?>("--t5") { Description = "FLAN-T5 folder or repo id: encodes captions live (with --data) and the validation prompts (env ELLA_T5)" };
+        var textEncoder = new Option<string?>("--text-encoder") { Description = "t5 (FLAN-T5 from --t5) | minilm | arctic-xs (packaged, no path needed); default: the cache's encoder with --cache, else t5 (the shapes world: its connector's)" };
         var cache = new Option<string?>("--cache") { Description = "Feature cache made by 'ella train cache' (no VAE or text encoder in memory)" };
         var data = new Option<string[]>("--data") { Description = "Training data encoded live: metadata.jsonl folder, images with .txt captions, or WebDataset .tar shards (repeatable)" };
         var output = new Option<string?>("--output", "-o") { Description = "Run folder: checkpoint-<step>/, log.jsonl, validation/, connector.safetensors" };
@@ -49,9 +51,10 @@ public static class TrainCommand
         connector.AcceptOnlyFromAmong(Connectors.Types);
         lrSchedule.AcceptOnlyFromAmong(LearningRateSchedule.Kinds);
         dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
+        textEncoder.AcceptOnlyFromAmong(TextEncoderKinds.Names);
         var command = new Command("train", "Train an ELLA connector against a frozen Stable Diffusion UNet")
         {
-            sd, t5, cache, data, output, init, connector, blocks, maxSteps, batch, resolution, seed, snrGamma, captionDropout, maxGradNorm,
+            sd, t5, textEncoder, cache, data, output, init, connector, blocks, maxSteps, batch, resolution, seed, snrGamma, captionDropout, maxGradNorm,
             lr, weightDecay, lrSchedule, warmup, gradAccum, dtype, device, saveEvery, keepLast, resume, validationPrompts, validateEvery, validationSteps,
             randomCrop, randomFlip, maxLength, threads,
         };
@@ -62,9 +65,18 @@ public static class TrainCommand
             if (p.GetValue(threads) is { } n) { if (n < 1) throw new EllaException($"--threads {n}: must be at least 1"); set_num_threads(n); }
             string? sdValue = p.GetValue(sd) ?? Environment.GetEnvironmentVariable("ELLA_SD");
             string? t5Value = p.GetValue(t5) ?? Environment.GetEnvironmentVariable("ELLA_T5");
+            TextEncoderKind? kind = p.GetValue(textEncoder) is { } te ? TextEncoderKinds.Parse(te) : null;
+            // No model flag and no model variable: train for the shapes world (its UNet; its connector's text encoder when encoding live).
+            var world = p.GetValue(sd) == null && p.GetValue(t5) == null && kind == null && WorldDefaultModel.NoModelEnvironment() ? WorldDefaultModel.Locate() : null;
+            if (world != null)
+            {
+                sdValue = world.Folder;
+                if (p.GetValue(cache) == null) kind = world.TextEncoder;
+            }
             double clip = p.GetValue(maxGradNorm);
             var options = new TrainingOptions
             {
+                TextEncoder = kind,
                 StableDiffusion = sdValue is null ? null : ModelLocator.Resolve(sdValue, "--sd"),
                 T5 = t5Value is null ? null : ModelLocator.Resolve(t5Value, "--t5"),
                 Cache = p.GetValue(cache), Data = p.GetValue(data) ?? [], Output = p.GetValue(output), Init = p.GetValue(init),

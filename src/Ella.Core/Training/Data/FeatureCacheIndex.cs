@@ -61,7 +61,11 @@ public sealed record FeatureCacheIndex
 /// <summary>What the features were made with; every shard of one cache must agree.</summary>
 public sealed record FeatureCacheSettings
 {
+    /// <summary>The text encoder: its kind name (<c>t5</c>, <c>minilm</c>, <c>arctic-xs</c>); caches made before the kind was
+    /// recorded hold the FLAN-T5 path here (see <see cref="TextEncoders.TextEncoderKinds.FromRecordedName"/>).</summary>
     [JsonPropertyName("text_encoder")] public required string TextEncoder { get; init; }
+    /// <summary>The FLAN-T5 folder or repo id (t5 only; informative, not compared between shards).</summary>
+    [JsonPropertyName("text_encoder_path")] public string? TextEncoderPath { get; init; }
     [JsonPropertyName("text_feature_dim")] public int TextFeatureDim { get; init; }
     [JsonPropertyName("max_length")] public int MaxLength { get; init; }
     [JsonPropertyName("vae")] public required string Vae { get; init; }
@@ -75,16 +79,20 @@ public sealed record FeatureCacheSettings
     [JsonPropertyName("storage_dtype")] public string StorageDType { get; init; } = "bf16";
 
     /// <summary>
-    /// The first setting that differs from <paramref name="other"/>, as "name: a vs b", or null. Model names are not
-    /// compared (the same model may be mounted at different paths by different workers); their shapes are.
+    /// The first setting that differs from <paramref name="other"/>, as "name: a vs b", or null. Model paths are not
+    /// compared (the same model may be mounted at different paths by different workers); their shapes are, and so is
+    /// the kind of text encoder (MiniLM and arctic-xs features have the same width but do not mix).
     /// </summary>
     public string? Difference(FeatureCacheSettings other)
     {
+        var kind = TextEncoders.TextEncoderKinds.FromRecordedName(TextEncoder);
+        var otherKind = TextEncoders.TextEncoderKinds.FromRecordedName(other.TextEncoder);
+        if (kind != otherKind) return $"text_encoder: {TextEncoders.TextEncoderKinds.Name(kind)} vs {TextEncoders.TextEncoderKinds.Name(otherKind)}";
         var a = JsonSerializer.SerializeToElement(this, FeatureCacheIndex.Json);
         var b = JsonSerializer.SerializeToElement(other, FeatureCacheIndex.Json);
         foreach (var p in a.EnumerateObject())
         {
-            if (p.Name is "text_encoder" or "vae") continue;
+            if (p.Name is "text_encoder" or "text_encoder_path" or "vae") continue;
             string x = p.Value.GetRawText();
             string y = b.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(none)";
             if (x != y) return $"{p.Name}: {x} vs {y}";

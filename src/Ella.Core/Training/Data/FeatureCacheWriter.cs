@@ -23,7 +23,10 @@ public sealed record FeatureCacheWriteOptions
     public int MaxLength { get; init; } = 128;
     /// <summary>Random crop and flip of sample k draw from a generator seeded with Seed + k.</summary>
     public long Seed { get; init; }
+    /// <summary>The text encoder's kind name (<c>t5</c>, <c>minilm</c>, <c>arctic-xs</c>); empty: the encoder's own name.</summary>
     public string TextEncoderName { get; init; } = "";
+    /// <summary>The FLAN-T5 folder or repo id the features came from (t5 only), for the record.</summary>
+    public string? TextEncoderPath { get; init; }
     public string VaeName { get; init; } = "";
 }
 
@@ -68,6 +71,7 @@ public static class FeatureCacheWriter
         var settings = new FeatureCacheSettings
         {
             TextEncoder = o.TextEncoderName.Length > 0 ? o.TextEncoderName : text.Name,
+            TextEncoderPath = o.TextEncoderPath,
             TextFeatureDim = text.HiddenSize,
             MaxLength = o.MaxLength,
             Vae = o.VaeName,
