@@ -10,6 +10,7 @@ public static class WorldCommand
         var command = new Command("world", "The shapes world: sample training images with captions, write the mini DPG-Bench");
         command.Subcommands.Add(WorldSampleCommand.Create(ctx));
         command.Subcommands.Add(WorldBenchCommand.Create(ctx));
+        command.Subcommands.Add(WorldEvalCommand.Create(ctx));
         return command;
     }
 }
