@@ -12,6 +12,8 @@ public sealed record DpgScoreOptions
     public required int Resolution { get; init; }
     public int PicNum { get; init; } = 4;
     public DpgScoring Scoring { get; init; } = DpgScoring.Official;
+    /// <summary>Only images of these item ids are scored (null: every image in the folder); others are ignored, not reported as skipped.</summary>
+    public IReadOnlySet<string>? Items { get; init; }
 }
 
 /// <summary>One asked question, for the detail log.</summary>
@@ -64,6 +66,7 @@ public static class DpgScorer
             string ext = Path.GetExtension(name).ToLowerInvariant();
             if (ext is not (".png" or ".jpg" or ".jpeg")) continue; // our own logs and CSVs live here too
             string key = name.Split('.')[0]; // the official key: text before the first dot
+            if (options.Items != null && !options.Items.Contains(key)) continue;
             if (!items.TryGetValue(key, out var item)) { skipped[name] = $"item '{key}' is not in the benchmark CSV"; continue; }
             toScore.Add((file, item));
         }

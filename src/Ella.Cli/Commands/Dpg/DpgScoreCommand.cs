@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using Ella.Evaluation.DpgBench;
 using Ella.Evaluation.Judges;
@@ -60,7 +59,7 @@ public static class DpgScoreCommand
                 Scoring = p.GetValue(scoring) == "corrected" ? DpgScoring.Corrected : DpgScoring.Official,
             };
             var result = await DpgScorer.ScoreAsync(rows, options, vqa, new QuestionProgress(ctx.Error), ct);
-            WriteFiles(outDir, result);
+            DpgResultFiles.Write(outDir, result, "; pass --out DIR");
             if (p.GetValue(json)) ctx.Out.WriteLine(Json(result));
             else Print(ctx.Out, result, options, vqa.Name, outDir);
             return EllaCli.ExitOk;
@@ -98,32 +97,6 @@ public static class DpgScoreCommand
             o.WriteLine("Skipped:");
             foreach (var (k, v) in r.Skipped) o.WriteLine($"  {k}: {v}");
         }
-        o.WriteLine($"Per-item scores: {Path.Combine(outDir, "dpg_results.csv")}; questions and answers: {Path.Combine(outDir, "dpg_detail.txt")}");
-    }
-
-    static void WriteFiles(string outDir, DpgResult r)
-    {
-        var inv = CultureInfo.InvariantCulture;
-        var csv = new StringBuilder();
-        int crops = r.CropScores.Values.Select(v => v.Length).DefaultIfEmpty(0).Max();
-        csv.AppendLine("item_id," + string.Concat(Enumerable.Range(0, crops).Select(c => $"crop_{c},")) + "score");
-        foreach (var (id, score) in r.Items)
-            csv.AppendLine($"{Quote(id)},{string.Concat(r.CropScores[id].Select(s => s.ToString("R", inv) + ","))}{score.ToString("R", inv)}");
-        WriteAtomic(Path.Combine(outDir, "dpg_results.csv"), csv.ToString());
-        var detail = new StringBuilder();
-        foreach (var d in r.Details) detail.AppendLine($"{d.Image}, crop {d.Crop}, {d.Question}, {d.Answer.ReplaceLineEndings(" ")}");
-        WriteAtomic(Path.Combine(outDir, "dpg_detail.txt"), detail.ToString());
-    }
-
-    static string Quote(string s) => s.Contains(',') || s.Contains('"') ? $"\"{s.Replace("\"", "\"\"")}\"" : s;
-
-    static void WriteAtomic(string path, string text)
-    {
-        try
-        {
-            Ella.IO.AtomicFile.WriteAllText(path, text);
-        }
-        catch (UnauthorizedAccessException e) { throw new EllaException($"{path}: cannot write ({e.Message}); pass --out DIR", e); }
-        catch (IOException e) { throw new EllaException($"{path}: cannot write ({e.Message}); pass --out DIR", e); }
+        o.WriteLine($"Per-item scores: {Path.Combine(outDir, DpgResultFiles.ResultsFile)}; questions and answers: {Path.Combine(outDir, DpgResultFiles.DetailFile)}");
     }
 }

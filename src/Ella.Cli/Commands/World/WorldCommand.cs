@@ -11,6 +11,7 @@ public static class WorldCommand
         command.Subcommands.Add(WorldSampleCommand.Create(ctx));
         command.Subcommands.Add(WorldBenchCommand.Create(ctx));
         command.Subcommands.Add(WorldTrainCommand.Create(ctx));
+        command.Subcommands.Add(WorldEvalCommand.Create(ctx));
         return command;
     }
 }
