@@ -27,7 +27,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
     /// <summary>Computes the loss of step <c>step</c> (0-based) with its autograd graph; draws randomness from the generator.</summary>
     public delegate Tensor StepLoss(int step, Generator rng);
 
-    const int MaxAttempts = 4;
+    const int MaxAttempts = 4, MaxSkippedInARow = 10;
 
     public static bool IsDone(string dir) => File.Exists(Path.Combine(dir, "done.json"));
 
@@ -63,7 +63,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
         long count = parameters.Sum(p => p.numel());
         log.WriteLine($"[{title}] {count:N0} parameters; steps {step}/{settings.MaxSteps}, batch {settings.Batch}, lr {settings.Lr} {settings.Schedule}");
         var clock = Stopwatch.StartNew();
-        int start = step;
+        int start = step, skipped = 0, skippedInARow = 0;
         if (Environment.GetEnvironmentVariable("ELLA_DETECT_ANOMALY") == "1") autograd.set_detect_anomaly(true);
         while (step < settings.MaxSteps)
         {
@@ -90,6 +90,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
                     norm = GradientClipping.ClipGradNorm(parameters, settings.MaxGradNorm);
                     if (double.IsFinite(value) && double.IsFinite(norm))
                     {
+                        skippedInARow = 0;
                         optimizer.step();
                         optimizer.zero_grad();
                         break;
@@ -99,6 +100,14 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
                         log.WriteLine($"[{title}] step {step + 1}: non-finite gradients for a finite loss; computing the step again (attempt {attempt + 1})");
                         rng.set_state(rngBefore);
                         continue;
+                    }
+                    if (double.IsFinite(value) && ++skippedInARow < MaxSkippedInARow)
+                    {
+                        // The weights stay as they are; the step (its data and noise) is given up.
+                        log.WriteLine($"[{title}] step {step + 1}: non-finite gradients {MaxAttempts} times for a finite loss; step skipped");
+                        optimizer.zero_grad();
+                        skipped++;
+                        break;
                     }
                     var names = modules.SelectMany(m => m.Module.named_parameters().Select(p => (Name: $"{m.Name}.{p.name}", p.parameter)))
                         .Where(p => p.parameter.grad is { } g && !g.isfinite().all().item<bool>()).Select(p => p.Name).ToList();
@@ -111,7 +120,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
             double seconds = stepClock.Elapsed.TotalSeconds;
             File.AppendAllText(logPath, JsonSerializer.Serialize(new Dictionary<string, object>
             {
-                ["step"] = step, ["loss"] = value, ["grad_norm"] = norm, ["lr"] = lr, ["seconds"] = Math.Round(seconds, 4),
+                ["step"] = step, ["loss"] = value, ["grad_norm"] = double.IsFinite(norm) ? norm : -1, ["lr"] = lr, ["seconds"] = Math.Round(seconds, 4),
             }) + "\n");
             if (step % 10 == 0 || step == settings.MaxSteps || step == start + 1)
             {
@@ -127,7 +136,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
             ["steps"] = step, ["seconds_this_run"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
         }));
         foreach (var m in modules) m.Module.eval();
-        log.WriteLine($"[{title}] done: {step} steps ({TrainingRun.Duration(clock.Elapsed.TotalSeconds)} in this run)");
+        log.WriteLine($"[{title}] done: {step} steps ({TrainingRun.Duration(clock.Elapsed.TotalSeconds)} in this run" + (skipped > 0 ? $"; {skipped} skipped" : "") + ")");
     }
 
     void Save(IReadOnlyList<TrainableModule> modules, AdamW optimizer, Generator rng, int step)

@@ -69,11 +69,13 @@ public static class WorldEvalCommand
     /// shapes-world locator.)</summary>
     public static string ResolveModel(string? option)
     {
-        string? dir = option ?? Environment.GetEnvironmentVariable(ModelEnvironment);
-        string flag = option != null ? "--model" : ModelEnvironment;
-        if (string.IsNullOrWhiteSpace(dir)) throw new EllaException($"the shapes-world model is required: pass --model DIR or set {ModelEnvironment}");
-        if (!Directory.Exists(dir)) throw new EllaException($"{flag} {dir}: no such folder (expected a shapes-world model: unet/, vae/, text_encoder/, tokenizer/, scheduler/, ella/, ablations/)");
-        return dir;
+        if (option != null)
+        {
+            if (!Directory.Exists(option)) throw new EllaException($"--model {option}: no such folder (expected a shapes-world model: unet/, vae/, text_encoder/, tokenizer/, scheduler/, ella/, ablations/)");
+            return option;
+        }
+        try { return Ella.Pipelines.WorldDefaultModel.Locate().Folder; }
+        catch (EllaException e) { throw new EllaException($"pass --model DIR: {e.Message}", e); }
     }
 
     static List<WorldSplit> ParseSets(string value)

@@ -17,7 +17,6 @@ public static class WorldTrainCommand
         var clipTokenizer = new Option<string?>("--clip-tokenizer") { Description = "CLIP vocabulary folder (vocab.json + merges.txt); default: tests/data/clip of this repository" };
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
-        size.AcceptOnlyFromAmong("default", "tiny");
         var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 1200, batch 16)" };
         var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 2400, batch 32)" };
         var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 32)" };
@@ -34,6 +33,7 @@ public static class WorldTrainCommand
         command.SetAction(p =>
         {
             if (p.GetValue(threads) is { } n) { if (n < 1) throw new EllaException($"--threads {n}: must be at least 1"); Native.TorchRuntime.Initialize(n); }
+            if (p.GetValue(size) is not ("default" or "tiny")) throw new EllaException($"--size {p.GetValue(size)}: choose default or tiny");
             string tok = p.GetValue(clipTokenizer) ?? FindClipVocabulary();
             if (!File.Exists(Path.Combine(tok, "vocab.json")) || !File.Exists(Path.Combine(tok, "merges.txt")))
                 throw new EllaException($"--clip-tokenizer {tok}: expected vocab.json and merges.txt in that folder");
@@ -57,7 +57,7 @@ public static class WorldTrainCommand
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
                 Connectors = names,
-                Command = "ella " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "world")),
+                Command = "ella " + string.Join(' ', p.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)),
             };
             foreach (var name in names) WorldTrainOptions.ConnectorKind(name);
             new WorldRecipe(options, ctx.Error).Run(ctx.Interrupt);

@@ -28,7 +28,9 @@ public static class AttentionKernel
             using var allowed = ones(lq, lk, dtype: ScalarType.Bool, device: q.device).tril();
             scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
         }
-        var weights = scores.to_type(ScalarType.Float32).softmax(-1).to_type(v.dtype);
+        // Softmax in float32 at least (bf16/fp16 scores upcast; float64 stays float64).
+        var softmaxType = scores.dtype is ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var weights = scores.to_type(softmaxType).softmax(-1).to_type(v.dtype);
         return matmul(weights, v).MoveToOuterDisposeScope();
     }
 }

@@ -110,6 +110,30 @@ public static class Layers
         return m;
     }
 
+    /// <summary>
+    /// A stride-1, "same"-padded convolution with few output channels (a model's <c>conv_out</c>). While autograd
+    /// records, a 3×3 kernel with fewer than 16 output channels runs with its weight zero-padded to 16 output channels
+    /// and the extra channels cut off: libtorch 2.10's CPU convolution backward returns wrong gradients (1% off, or
+    /// inf/NaN, depending on the batch size) for such convolutions in float32, while 16 or more channels, 1×1 kernels and
+    /// float64 are exact (tests/Ella.Tests/Training/ConvolutionGradientTests.cs). The forward result is the same.
+    /// </summary>
+    public static Tensor OutputConv(Conv2d conv, Tensor x)
+    {
+        var weight = conv.weight!;
+        long outChannels = weight.shape[0], kernel = weight.shape[2];
+        if (outChannels >= MinExactOutputChannels || kernel == 1 || !is_grad_enabled() || !(x.requires_grad || weight.requires_grad))
+            return conv.forward(x);
+        using var scope = NewDisposeScope();
+        long extra = MinExactOutputChannels - outChannels;
+        var w = nn.functional.pad(weight, [0, 0, 0, 0, 0, 0, 0, extra]);
+        var b = conv.bias is null ? null : nn.functional.pad(conv.bias, [0, extra]);
+        var y = nn.functional.conv2d(x, w, b, padding: [(kernel - 1) / 2, (kernel - 1) / 2]);
+        return y.narrow(1, 0, outChannels).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Output channels from which libtorch's CPU convolution backward is exact (see <see cref="OutputConv"/>).</summary>
+    public const int MinExactOutputChannels = 16;
+
     /// <summary>A free-standing parameter: <paramref name="init"/> normally, uninitialised inside <see cref="EmptyWeights"/>.</summary>
     public static Parameter Parameter(long[] shape, Func<Tensor> init) => SkippingInit ? Empty(shape) : nn.Parameter(init());
 }

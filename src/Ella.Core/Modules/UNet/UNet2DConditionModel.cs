@@ -109,7 +109,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             long[]? size = explicitSize && i < up_blocks.Count - 1 ? skips[^1].shape[2..] : null;
             hidden = block.Run(hidden, temb, encoderHiddenStates, blockSkips, size);
         }
-        hidden = conv_out.forward(nn.functional.silu(conv_norm_out.forward(hidden)));
+        hidden = Layers.OutputConv(conv_out, nn.functional.silu(conv_norm_out.forward(hidden)));
         return hidden.MoveToOuterDisposeScope();
     }
 

@@ -146,7 +146,7 @@ public sealed class VaeEncoder : nn.Module<Tensor, Tensor>
         var h = conv_in.forward(x);
         foreach (var b in down_blocks) h = b.forward(h);
         h = mid_block.forward(h);
-        return conv_out.forward(nn.functional.silu(conv_norm_out.forward(h))).MoveToOuterDisposeScope();
+        return Layers.OutputConv(conv_out, nn.functional.silu(conv_norm_out.forward(h))).MoveToOuterDisposeScope();
     }
 }
 
@@ -184,6 +184,6 @@ public sealed class VaeDecoder : nn.Module<Tensor, Tensor>
         var h = conv_in.forward(z);
         h = mid_block.forward(h);
         foreach (var b in up_blocks) h = b.forward(h);
-        return conv_out.forward(nn.functional.silu(conv_norm_out.forward(h))).MoveToOuterDisposeScope();
+        return Layers.OutputConv(conv_out, nn.functional.silu(conv_norm_out.forward(h))).MoveToOuterDisposeScope();
     }
 }
