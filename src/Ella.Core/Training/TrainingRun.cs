@@ -299,7 +299,7 @@ public sealed class TrainingRun
     }
 
     /// <summary>On resume, drops log lines of steps after the checkpoint (they will be run again).</summary>
-    static void TrimLog(string path, int step)
+    public static void TrimLog(string path, int step)
     {
         if (!File.Exists(path)) return;
         var keep = File.ReadAllLines(path).Where(l =>

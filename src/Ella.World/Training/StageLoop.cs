@@ -59,7 +59,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
             log.WriteLine($"[{title}] resumed from {path}");
         }
         string logPath = Path.Combine(dir, "log.jsonl");
-        TrimLog(logPath, step);
+        TrainingRun.TrimLog(logPath, step);
         long count = parameters.Sum(p => p.numel());
         log.WriteLine($"[{title}] {count:N0} parameters; steps {step}/{settings.MaxSteps}, batch {settings.Batch}, lr {settings.Lr} {settings.Schedule}");
         var clock = Stopwatch.StartNew();
@@ -153,16 +153,5 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
         if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(tmp, final);
         foreach (var old in TrainingCheckpoint.List(dir).SkipLast(2)) Directory.Delete(old.Path, true);
-    }
-
-    static void TrimLog(string path, int step)
-    {
-        if (!File.Exists(path)) return;
-        var keep = File.ReadAllLines(path).Where(l =>
-        {
-            try { using var d = JsonDocument.Parse(l); return d.RootElement.GetProperty("step").GetInt32() <= step; }
-            catch (Exception) { return false; }
-        }).ToList();
-        File.WriteAllLines(path, keep);
     }
 }
