@@ -1,3 +1,4 @@
+using Ella.Modules.Ella;
 using Ella.Pipelines;
 using Ella.TextEncoders;
 using Ella.Weights;
@@ -23,7 +24,6 @@ public static class WorldEvalRows
     public static readonly string[] Names = [Base, Ella, EllaClip, Mlp, Resampler, TscArcticXs];
 
     /// <summary>The connector metadata key that names the text encoder a connector reads.</summary>
-    public const string TextEncoderMetadataKey = "text_encoder";
 
     /// <summary>The connector file a row uses in <paramref name="modelDir"/> (null: the base row uses none).</summary>
     public static string? ConnectorPath(string modelDir, string row) => row switch
@@ -37,8 +37,8 @@ public static class WorldEvalRows
     /// <summary>The text encoder a connector's <c>__metadata__</c> names.</summary>
     public static TextEncoderKind TextEncoderOf(string connector)
     {
-        using var source = Checkpoint.Open(connector);
-        if (!source.Metadata.TryGetValue(TextEncoderMetadataKey, out var name))
+        string TextEncoderMetadataKey = ConnectorMetadata.TextEncoderKey;
+        if (ConnectorMetadata.TextEncoder(connector) is not { } name)
             throw new EllaException($"{connector}: its metadata has no '{TextEncoderMetadataKey}' key ({string.Join(" | ", TextEncoderKinds.Names)}), so the text encoder it reads is unknown");
         try { return TextEncoderKinds.Parse(name); }
         catch (EllaException) { throw new EllaException($"{connector}: metadata {TextEncoderMetadataKey} '{name}' is not a known text encoder ({string.Join(", ", TextEncoderKinds.Names)})"); }

@@ -43,7 +43,7 @@ public static class WorldModelFolder
     {
         using var connector = Connectors.FromPretrained(trainedFile, ScalarType.BFloat16);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var meta = new Dictionary<string, string>(provenance) { ["text_encoder"] = textEncoder };
+        var meta = new Dictionary<string, string>(provenance) { [ConnectorMetadata.TextEncoderKey] = textEncoder };
         connector.Save(path, meta);
     }
 
