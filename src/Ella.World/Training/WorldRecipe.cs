@@ -24,11 +24,11 @@ public sealed class WorldTrainOptions
     public required string ClipTokenizer { get; init; }
     public WorldModelSizes Sizes { get; init; } = WorldModelSizes.Default;
     public long Seed { get; init; }
-    public StageSettings Vae { get; init; } = new(MaxSteps: 1200, Batch: 16, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
-    public StageSettings Base { get; init; } = new(MaxSteps: 2400, Batch: 32, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
-    public StageSettings Connector { get; init; } = new(MaxSteps: 1200, Batch: 32, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
+    public StageSettings Vae { get; init; } = new(MaxSteps: 500, Batch: 16, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
+    public StageSettings Base { get; init; } = new(MaxSteps: 1100, Batch: 32, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
+    public StageSettings Connector { get; init; } = new(MaxSteps: 500, Batch: 32, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
     /// <summary>Scenes (with dense captions) the connectors are trained on.</summary>
-    public int ConnectorSamples { get; init; } = 12_000;
+    public int ConnectorSamples { get; init; } = 6_000;
     public double CaptionDropout { get; init; } = 0.1;
     /// <summary>Which connectors stage 3 trains: tsc (shipped as ella/), mlp, resampler, tsc-arctic-xs (ablations/).</summary>
     public IReadOnlyList<string> Connectors { get; init; } = ["tsc"];
