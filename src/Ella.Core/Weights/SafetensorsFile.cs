@@ -52,7 +52,10 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found");
-        long fileLength = new FileInfo(path).Length;
+        // The opened stream's length, not FileInfo's: for a symbolic link (the Hugging Face cache links every
+        // snapshot file to its blob) FileInfo.Length is the link's own size.
+        long fileLength;
+        using (var probe = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read)) fileLength = probe.Length;
         if (fileLength == 0) throw new CheckpointException($"{path}: the file is empty (0 bytes), not a safetensors file");
         if (fileLength < 8) throw new CheckpointException($"{path}: {fileLength} bytes is too short for a safetensors header");
 

@@ -11,7 +11,7 @@ namespace Ella.World.Training;
 public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int UNetLayersPerBlock, int Width, int ClipLayers, int ConnectorBlocks)
 {
     /// <summary>The shipped sizes.</summary>
-    public static WorldModelSizes Default => new([32, 64, 64], [64, 128, 128], 1, 96, 3, 6);
+    public static WorldModelSizes Default => new([16, 32, 64], [32, 64, 128], 1, 96, 3, 6);
 
     /// <summary>Tiny sizes for tests (seconds per stage).</summary>
     public static WorldModelSizes Tiny => new([8, 16, 16], [16, 32, 32], 1, 32, 1, 1);
@@ -21,7 +21,7 @@ public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int 
         InChannels = 3, OutChannels = 3, LatentChannels = 4,
         DownBlockTypes = VaeChannels.Select(_ => "DownEncoderBlock2D").ToArray(),
         UpBlockTypes = VaeChannels.Select(_ => "UpDecoderBlock2D").ToArray(),
-        BlockOutChannels = VaeChannels, LayersPerBlock = 1, NormNumGroups = Math.Min(16, VaeChannels[0]), SampleSize = 64,
+        BlockOutChannels = VaeChannels, LayersPerBlock = 1, NormNumGroups = Math.Max(1, VaeChannels[0] / 4), SampleSize = 64,
         ScalingFactor = 1.0, MidBlockAddAttention = true,
     };
 
@@ -30,7 +30,7 @@ public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int 
         SampleSize = 16, InChannels = 4, OutChannels = 4,
         DownBlockTypes = UNetChannels.Select(_ => "CrossAttnDownBlock2D").ToArray(),
         UpBlockTypes = UNetChannels.Select(_ => "CrossAttnUpBlock2D").ToArray(),
-        BlockOutChannels = UNetChannels, LayersPerBlock = UNetLayersPerBlock, NormNumGroups = Math.Min(32, UNetChannels[0]),
+        BlockOutChannels = UNetChannels, LayersPerBlock = UNetLayersPerBlock, NormNumGroups = Math.Max(1, UNetChannels[0] / 4),
         CrossAttentionDim = Width, AttentionHeadDim = JsonSerializer.SerializeToElement(Math.Max(1, UNetChannels[0] / 16)),
     };
 

@@ -24,9 +24,9 @@ public sealed class WorldTrainOptions
     public required string ClipTokenizer { get; init; }
     public WorldModelSizes Sizes { get; init; } = WorldModelSizes.Default;
     public long Seed { get; init; }
-    public StageSettings Vae { get; init; } = new(MaxSteps: 500, Batch: 16, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
-    public StageSettings Base { get; init; } = new(MaxSteps: 1100, Batch: 32, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
-    public StageSettings Connector { get; init; } = new(MaxSteps: 500, Batch: 32, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
+    public StageSettings Vae { get; init; } = new(MaxSteps: 1600, Batch: 8, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
+    public StageSettings Base { get; init; } = new(MaxSteps: 3000, Batch: 16, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
+    public StageSettings Connector { get; init; } = new(MaxSteps: 800, Batch: 16, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
     /// <summary>Scenes (with dense captions) the connectors are trained on.</summary>
     public int ConnectorSamples { get; init; } = 6_000;
     public double CaptionDropout { get; init; } = 0.1;

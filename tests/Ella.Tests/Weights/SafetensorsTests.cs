@@ -59,6 +59,20 @@ public sealed class SafetensorsTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir, "*.tmp*"));
     }
 
+    /// <summary>The Hugging Face cache links every snapshot file to its blob: a link opens as the file it points to.</summary>
+    [Fact]
+    public void A_symbolic_link_to_a_safetensors_file_opens_as_that_file()
+    {
+        var t = arange(1000, dtype: ScalarType.Float32);
+        string blob = TempPath("blob");
+        SafetensorsWriter.Save(blob, new Dictionary<string, Tensor> { ["t"] = t });
+        string link = TempPath("model.safetensors");
+        File.CreateSymbolicLink(link, blob);
+        using var f = SafetensorsFile.Open(link);
+        using var back = f.Read("t");
+        Assert.True(back.eq(t).all().item<bool>());
+    }
+
     [Fact]
     public void Large_tensors_are_copied_in_chunks()
     {

@@ -109,6 +109,28 @@ public sealed class ShapesJudgeTests(ITestOutputHelper output)
         Assert.True(outcomes.Count(o => o.Truth == o.Judged) >= 0.97 * outcomes.Count, table);
     }
 
+    /// <summary>
+    /// The proof on the shipped world's own VAE: each render encoded (posterior mean) and decoded in float32, then
+    /// judged. The bar is 97%.
+    /// </summary>
+    [Fact]
+    public void Judge_answers_97_percent_after_a_round_trip_through_the_world_vae()
+    {
+        string vaeDir = Path.Combine(Ella.Pipelines.WorldDefaultModel.Locate().Folder, "vae");
+        using var vae = Ella.Modules.Vae.AutoencoderKL.FromPretrained(vaeDir, TorchSharp.torch.ScalarType.Float32);
+        var outcomes = Judge(image =>
+        {
+            using var mode = TorchSharp.torch.inference_mode();
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var x = image.ToTensor().unsqueeze(0) * 2 - 1;
+            using var posterior = vae.Encode(x);
+            var decoded = (vae.Decode(posterior.Mean) / 2 + 0.5).clamp(0, 1);
+            return RgbImage.FromTensor(decoded[0]);
+        }, out int exact);
+        string table = Report($"round trip through {vaeDir}", outcomes, exact);
+        Assert.True(outcomes.Count(o => o.Truth == o.Judged) >= 0.97 * outcomes.Count, table);
+    }
+
     [Fact]
     public void Judge_reads_the_image_not_the_question()
     {

@@ -17,9 +17,9 @@ public static class WorldTrainCommand
         var clipTokenizer = new Option<string?>("--clip-tokenizer") { Description = "CLIP vocabulary folder (vocab.json + merges.txt); default: tests/data/clip of this repository" };
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
-        var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 500, batch 16)" };
-        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 1100, batch 32)" };
-        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 500, batch 32)" };
+        var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 1600, batch 8)" };
+        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 3000, batch 16)" };
+        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 800, batch 16)" };
         var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
         var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 6000)" };
         var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };

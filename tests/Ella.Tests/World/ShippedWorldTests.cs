@@ -1,0 +1,50 @@
+using Ella.Evaluation.Judges;
+using Ella.Imaging;
+using Ella.Pipelines;
+using Ella.Tests.Infrastructure;
+using Ella.World.Perception;
+using Ella.World.Questions;
+using Ella.World.Scenes;
+using Xunit.Abstractions;
+
+namespace Ella.Tests.World;
+
+/// <summary>The model that ships in models/shapes-world, run the way README's first command runs it.</summary>
+public sealed class ShippedWorldTests(ITestOutputHelper output) : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), $"ella-shipped-{Guid.NewGuid():N}");
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    [Fact]
+    public void The_readme_command_draws_its_scene_and_the_judge_says_so()
+    {
+        Directory.CreateDirectory(_dir);
+        string png = Path.Combine(_dir, "out.png");
+        const string prompt = "a large red circle to the left of a small blue square on a white background";
+        // As README's first command: no model flags (the shipped world), seed 1; fp32 so every CPU draws the same picture.
+        var r = CliRunner.Run("generate", "--prompt", prompt, "--seed", "1", "--dtype", "fp32", "--upscale", "4", "-o", png);
+        Assert.True(r.ExitCode == 0, r.Error);
+        var image = RgbImage.Load(png);
+        Assert.Equal(256, image.Width);
+        var seen = SceneParser.Parse(Downscale(image, 4));
+        var circle = new Descriptor(ObjectSize.Large, ObjectColor.Red, Shape.Circle);
+        var square = new Descriptor(ObjectSize.Small, ObjectColor.Blue, Shape.Square);
+        WorldTuple[] questions =
+        [
+            new BackgroundTuple(Background.White), new EntityTuple(new Descriptor(null, null, Shape.Circle)), new EntityTuple(new Descriptor(null, null, Shape.Square)),
+            new EntityTuple(circle), new EntityTuple(square), new RelationTuple(circle, square, Relation.LeftOf),
+        ];
+        foreach (var q in questions) output.WriteLine($"{q.Question} {ShapesJudge.Answer(q, seen)}");
+        Assert.All(questions, q => Assert.True(ShapesJudge.Answer(q, seen).IsYes, $"{q.Question} → no"));
+    }
+
+    static RgbImage Downscale(RgbImage image, int factor)
+    {
+        var small = new RgbImage(image.Width / factor, image.Height / factor);
+        for (int y = 0; y < small.Height; y++)
+            for (int x = 0; x < small.Width; x++)
+                for (int c = 0; c < 3; c++)
+                    small.Pixels[(y * small.Width + x) * 3 + c] = image.Pixels[((y * factor) * image.Width + x * factor) * 3 + c];
+        return small;
+    }
+}
