@@ -24,7 +24,7 @@ public sealed class WorldTrainOptions
     public required string ClipTokenizer { get; init; }
     public WorldModelSizes Sizes { get; init; } = WorldModelSizes.Default;
     public long Seed { get; init; }
-    public StageSettings Vae { get; init; } = new(MaxSteps: 1600, Batch: 8, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
+    public StageSettings Vae { get; init; } = new(MaxSteps: 4000, Batch: 8, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
     public StageSettings Base { get; init; } = new(MaxSteps: 3000, Batch: 16, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
     public StageSettings Connector { get; init; } = new(MaxSteps: 800, Batch: 16, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
     /// <summary>Scenes (with dense captions) the connectors are trained on.</summary>

@@ -17,7 +17,7 @@ public static class WorldTrainCommand
         var clipTokenizer = new Option<string?>("--clip-tokenizer") { Description = "CLIP vocabulary folder (vocab.json + merges.txt); default: tests/data/clip of this repository" };
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
-        var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 1600, batch 8)" };
+        var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 4000, batch 8)" };
         var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 3000, batch 16)" };
         var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 800, batch 16)" };
         var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
