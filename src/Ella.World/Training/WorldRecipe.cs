@@ -25,11 +25,13 @@ public sealed class WorldTrainOptions
     public WorldModelSizes Sizes { get; init; } = WorldModelSizes.Default;
     public long Seed { get; init; }
     public StageSettings Vae { get; init; } = new(MaxSteps: 4000, Batch: 8, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
-    public StageSettings Base { get; init; } = new(MaxSteps: 3000, Batch: 16, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
-    public StageSettings Connector { get; init; } = new(MaxSteps: 800, Batch: 16, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
+    public StageSettings Base { get; init; } = new(MaxSteps: 3500, Batch: 16, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
+    public StageSettings Connector { get; init; } = new(MaxSteps: 1200, Batch: 16, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
     /// <summary>Scenes (with dense captions) the connectors are trained on.</summary>
     public int ConnectorSamples { get; init; } = 6_000;
     public double CaptionDropout { get; init; } = 0.1;
+    /// <summary>What the UNet predicts (the scheduler config's prediction_type): v_prediction (the recipe) or epsilon.</summary>
+    public string Prediction { get; init; } = "v_prediction";
     /// <summary>Which connectors stage 3 trains: tsc (shipped as ella/), mlp, resampler, tsc-arctic-xs (ablations/).</summary>
     public IReadOnlyList<string> Connectors { get; init; } = ["tsc"];
     /// <summary>The command line, recorded in every safetensors the recipe writes.</summary>
@@ -91,7 +93,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
             foreach (var (name, t) in clip.named_parameters())
                 if (name.EndsWith("embedding.weight")) t.normal_(0, 0.02); // as transformers initialises CLIP's embeddings
         using var unet = new UNet2DConditionModel(o.Sizes.UNet());
-        var scheduler = WorldModelSizes.Scheduler();
+        var scheduler = WorldModelSizes.Scheduler(o.Prediction);
         var objective = DiffusionObjective.FromConfig(scheduler, null);
         var baseStage = new BaseStage(scaledVae, clip, tokenizer, unet, objective, new WorldBatches(o.Base.Batch, o.Seed, offset: 1_000_000_000), o.CaptionDropout);
         new StageLoop(Path.Combine(o.WorkDir, "2-base"), "base", o.Base with { Seed = o.Seed * 1000 + 2 }, log).Run(

@@ -18,22 +18,24 @@ public static class WorldTrainCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
         var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 4000, batch 8)" };
-        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 3000, batch 16)" };
-        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 800, batch 16)" };
+        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 3500, batch 16)" };
+        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 16)" };
         var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
         var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 6000)" };
         var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };
         var vaeChannels = new Option<string?>("--vae-channels") { Description = "VAE block_out_channels, e.g. 16,32,64 (3 blocks: 4× down-sampling)" };
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
+        var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, prediction, threads,
         };
         command.SetAction(p =>
         {
             if (p.GetValue(threads) is { } n) { if (n < 1) throw new EllaException($"--threads {n}: must be at least 1"); Native.TorchRuntime.Initialize(n); }
             if (p.GetValue(size) is not ("default" or "tiny")) throw new EllaException($"--size {p.GetValue(size)}: choose default or tiny");
+            if (p.GetValue(prediction) is not ("v_prediction" or "epsilon")) throw new EllaException($"--prediction {p.GetValue(prediction)}: choose v_prediction or epsilon");
             string tok = p.GetValue(clipTokenizer) ?? FindClipVocabulary();
             if (!File.Exists(Path.Combine(tok, "vocab.json")) || !File.Exists(Path.Combine(tok, "merges.txt")))
                 throw new EllaException($"--clip-tokenizer {tok}: expected vocab.json and merges.txt in that folder");
@@ -56,7 +58,7 @@ public static class WorldTrainCommand
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
-                Connectors = names,
+                Connectors = names, Prediction = p.GetValue(prediction)!,
                 Command = "ella " + string.Join(' ', p.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)),
             };
             foreach (var name in names) WorldTrainOptions.ConnectorKind(name);
