@@ -14,13 +14,14 @@ public sealed record TrainableModule(string Name, nn.Module Module);
 
 /// <summary>The settings of one stage of the world recipe.</summary>
 public sealed record StageSettings(int MaxSteps, int Batch, double Lr, int WarmupSteps, int SaveEvery, long Seed,
-    double WeightDecay = 0.01, double? MaxGradNorm = 1.0, string Schedule = "cosine");
+    double WeightDecay = 0.01, double? MaxGradNorm = 1.0, string Schedule = "cosine", double? EmaDecay = null);
 
 /// <summary>
 /// The training loop of the recipe's first two stages (VAE; CLIP + UNet): AdamW over every parameter of the trainable
 /// modules, the LR schedule recomputed from the step, global-norm clipping, <c>DIR/log.jsonl</c>, a loss plot, and
 /// checkpoints <c>DIR/checkpoint-&lt;step&gt;/</c> (weights, AdamW state, the generator, <c>state.json</c>) from which a
-/// run resumes exactly. One dispose scope per step.
+/// run resumes exactly, with the parameters' exponential moving average when the stage keeps one (then the average is
+/// what the stage ends with). One dispose scope per step.
 /// </summary>
 public sealed class StageLoop(string dir, string title, StageSettings settings, TextWriter log)
 {
@@ -41,6 +42,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
         using var optimizer = optim.AdamW(parameters, settings.Lr, 0.9, 0.999, 1e-8, settings.WeightDecay);
         var schedule = new LearningRateSchedule(settings.Schedule, settings.Lr, settings.WarmupSteps, settings.MaxSteps);
         var rng = new Generator((ulong)settings.Seed);
+        using var ema = settings.EmaDecay is { } decay ? new ParameterEma(modules, decay) : null;
         int step = 0;
         var checkpoints = TrainingCheckpoint.List(dir);
         if (checkpoints.Count > 0)
@@ -55,6 +57,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
             using (var f = SafetensorsFile.Open(Path.Combine(path, "rng.safetensors")))
             using (var state = f.Read("generator"))
                 rng.set_state(state);
+            ema?.Load(Path.Combine(path, ParameterEma.FileName));
             step = s;
             log.WriteLine($"[{title}] resumed from {path}");
         }
@@ -69,7 +72,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
         {
             if (cancellation.IsCancellationRequested)
             {
-                Save(modules, optimizer, rng, step);
+                Save(modules, optimizer, rng, ema, step);
                 throw new OperationCanceledException($"[{title}] interrupted at step {step}; run the same command again to resume");
             }
             var stepClock = Stopwatch.StartNew();
@@ -117,6 +120,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
                 }
             }
             step++;
+            ema?.Update(step);
             double seconds = stepClock.Elapsed.TotalSeconds;
             File.AppendAllText(logPath, JsonSerializer.Serialize(new Dictionary<string, object>
             {
@@ -128,18 +132,23 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"[{title}] step {step}/{settings.MaxSteps}  loss {value:F5}  grad_norm {norm:F3}  lr {lr:E2}  {seconds:F2} s/step  ETA {TrainingRun.Duration(perStep * (settings.MaxSteps - step))}"));
             }
-            if (step % settings.SaveEvery == 0 || step == settings.MaxSteps) Save(modules, optimizer, rng, step);
+            if (step % settings.SaveEvery == 0 || step == settings.MaxSteps) Save(modules, optimizer, rng, ema, step);
         }
         LossPlot.Render(LossPlot.ReadLog(logPath), Path.Combine(dir, "loss.png"));
         File.WriteAllText(Path.Combine(dir, "done.json"), JsonSerializer.Serialize(new Dictionary<string, object>
         {
             ["steps"] = step, ["seconds_this_run"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
         }));
+        if (ema != null)
+        {
+            ema.CopyToParameters();
+            log.WriteLine($"[{title}] weights: the exponential moving average (decay {settings.EmaDecay})");
+        }
         foreach (var m in modules) m.Module.eval();
         log.WriteLine($"[{title}] done: {step} steps ({TrainingRun.Duration(clock.Elapsed.TotalSeconds)} in this run" + (skipped > 0 ? $"; {skipped} skipped" : "") + ")");
     }
 
-    void Save(IReadOnlyList<TrainableModule> modules, AdamW optimizer, Generator rng, int step)
+    void Save(IReadOnlyList<TrainableModule> modules, AdamW optimizer, Generator rng, ParameterEma? ema, int step)
     {
         if (step == 0) return;
         string final = TrainingCheckpoint.PathFor(dir, step);
@@ -148,6 +157,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
         Directory.CreateDirectory(tmp);
         foreach (var m in modules) SafetensorsWriter.Save(Path.Combine(tmp, m.Name + ".safetensors"), m.Module.state_dict());
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
+        ema?.Save(Path.Combine(tmp, ParameterEma.FileName));
         using (var state = rng.get_state()) SafetensorsWriter.Save(Path.Combine(tmp, "rng.safetensors"), [new("generator", state)]);
         File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(new TrainingState { Step = step, Seed = settings.Seed, MaxSteps = settings.MaxSteps, Batch = settings.Batch, Lr = settings.Lr, LrSchedule = settings.Schedule, WarmupSteps = settings.WarmupSteps }));
         if (Directory.Exists(final)) Directory.Delete(final, true);

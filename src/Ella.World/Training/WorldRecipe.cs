@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Ella.Configs;
 using Ella.Modules.Clip;
 using Ella.Modules.UNet;
 using Ella.Modules.Vae;
@@ -24,8 +25,10 @@ public sealed class WorldTrainOptions
     public required string ClipTokenizer { get; init; }
     public WorldModelSizes Sizes { get; init; } = WorldModelSizes.Default;
     public long Seed { get; init; }
+    /// <summary>A trained VAE folder (config.json with its scaling_factor + weights) used instead of stage 1, e.g. a shipped model's vae/.</summary>
+    public string? VaeFrom { get; init; }
     public StageSettings Vae { get; init; } = new(MaxSteps: 4000, Batch: 8, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
-    public StageSettings Base { get; init; } = new(MaxSteps: 3500, Batch: 16, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1);
+    public StageSettings Base { get; init; } = new(MaxSteps: 5000, Batch: 16, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1, EmaDecay: 0.999);
     public StageSettings Connector { get; init; } = new(MaxSteps: 1200, Batch: 16, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
     /// <summary>Scenes (with dense captions) the connectors are trained on.</summary>
     public int ConnectorSamples { get; init; } = 6_000;
@@ -68,23 +71,9 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         Directory.CreateDirectory(o.WorkDir);
         var tokenizer = ClipTokenizer.FromPretrained(o.ClipTokenizer);
 
-        // Stage 1: VAE.
-        manual_seed(o.Seed);
-        using var vae = new AutoencoderKL(o.Sizes.Vae());
-        string vaeDir = Path.Combine(o.WorkDir, "1-vae");
-        var vaeData = new WorldBatches(o.Vae.Batch, o.Seed, offset: 0);
-        new StageLoop(vaeDir, "vae", o.Vae with { Seed = o.Seed * 1000 + 1 }, log).Run([new("vae", vae)],
-            (step, rng) => VaeStage.Loss(vae, vaeData, step, rng), cancellation);
-        vae.eval();
-        foreach (var p in vae.parameters()) p.requires_grad = false;
-        double scaling = VaeStage.ScalingFactor(vae, o.Seed);
-        var vaeConfig = o.Sizes.Vae();
-        vaeConfig.ScalingFactor = Math.Round(scaling, 5);
-        using var scaledVae = new AutoencoderKL(vaeConfig);
-        using (no_grad()) foreach (var (name, t) in scaledVae.state_dict()) t.copy_(vae.state_dict()[name]);
-        scaledVae.eval();
-        foreach (var p in scaledVae.parameters()) p.requires_grad = false;
-        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[vae] scaling_factor {vaeConfig.ScalingFactor}"));
+        // Stage 1: VAE (or a trained one).
+        var (scaledVae, vaeConfig) = o.VaeFrom is { } from ? LoadVae(from) : TrainVae(cancellation);
+        using var vaeOwner = scaledVae;
 
         // Stage 2: base model (CLIP + UNet) on short captions.
         manual_seed(o.Seed + 1);
@@ -104,8 +93,18 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
             ["produced_by"] = o.Command, ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture), ["commit"] = commit,
         };
         Directory.CreateDirectory(o.ModelDir);
-        WorldModelFolder.WriteComponent(Path.Combine(o.ModelDir, "vae"), "diffusion_pytorch_model.safetensors", vaeConfig, scaledVae,
-            new Dictionary<string, string>(provenance) { ["steps"] = o.Vae.MaxSteps.ToString(CultureInfo.InvariantCulture) });
+        string vaeOut = Path.Combine(o.ModelDir, "vae");
+        if (o.VaeFrom is { } vaeFrom)
+        {
+            // Copied as it is, so its metadata still names the command that trained it.
+            Directory.CreateDirectory(vaeOut);
+            if (Path.GetFullPath(vaeFrom) != Path.GetFullPath(vaeOut))
+                foreach (var f in new[] { "config.json", "diffusion_pytorch_model.safetensors" })
+                    File.Copy(Path.Combine(vaeFrom, f), Path.Combine(vaeOut, f), overwrite: true);
+        }
+        else
+            WorldModelFolder.WriteComponent(vaeOut, "diffusion_pytorch_model.safetensors", vaeConfig, scaledVae,
+                new Dictionary<string, string>(provenance) { ["steps"] = o.Vae.MaxSteps.ToString(CultureInfo.InvariantCulture) });
         WorldModelFolder.WriteComponent(Path.Combine(o.ModelDir, "text_encoder"), "model.safetensors", o.Sizes.Clip(), clip,
             new Dictionary<string, string>(provenance) { ["steps"] = o.Base.MaxSteps.ToString(CultureInfo.InvariantCulture) });
         WorldModelFolder.WriteComponent(Path.Combine(o.ModelDir, "unet"), "diffusion_pytorch_model.safetensors", o.Sizes.UNet(), unet,
@@ -124,6 +123,45 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         // Stage 3: connectors on dense captions, everything else frozen.
         foreach (var name in o.Connectors) TrainConnector(name, scaledVae, provenance, cancellation);
         log.WriteLine($"done in {TrainingRun.Duration(clock.Elapsed.TotalSeconds)} (this run); model {o.ModelDir}");
+    }
+
+    (AutoencoderKL Vae, AutoencoderKLConfig Config) TrainVae(CancellationToken cancellation)
+    {
+        manual_seed(o.Seed);
+        using var vae = new AutoencoderKL(o.Sizes.Vae());
+        string vaeDir = Path.Combine(o.WorkDir, "1-vae");
+        var vaeData = new WorldBatches(o.Vae.Batch, o.Seed, offset: 0);
+        new StageLoop(vaeDir, "vae", o.Vae with { Seed = o.Seed * 1000 + 1 }, log).Run([new("vae", vae)],
+            (step, rng) => VaeStage.Loss(vae, vaeData, step, rng), cancellation);
+        vae.eval();
+        foreach (var p in vae.parameters()) p.requires_grad = false;
+        double scaling = VaeStage.ScalingFactor(vae, o.Seed);
+        var vaeConfig = o.Sizes.Vae();
+        vaeConfig.ScalingFactor = Math.Round(scaling, 5);
+        var scaledVae = new AutoencoderKL(vaeConfig);
+        using (no_grad()) foreach (var (name, t) in scaledVae.state_dict()) t.copy_(vae.state_dict()[name]);
+        Freeze(scaledVae);
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[vae] scaling_factor {vaeConfig.ScalingFactor}"));
+        return (scaledVae, vaeConfig);
+    }
+
+    (AutoencoderKL Vae, AutoencoderKLConfig Config) LoadVae(string folder)
+    {
+        foreach (var f in new[] { "config.json", "diffusion_pytorch_model.safetensors" })
+            if (!File.Exists(Path.Combine(folder, f))) throw new EllaException($"--vae {folder}: no {f} in that folder (expected a diffusers vae/ folder)");
+        var vae = AutoencoderKL.FromPretrained(folder);
+        var config = AutoencoderKLConfig.Load(folder);
+        if (config.LatentChannels != 4 || config.BlockOutChannels.Length != 3)
+            throw new EllaException($"--vae {folder}: expected 4 latent channels and 3 blocks (4× down-sampling), found {config.LatentChannels} and {config.BlockOutChannels.Length}");
+        Freeze(vae);
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[vae] using the trained VAE in {folder} (scaling_factor {config.ScalingFactor}); stage 1 skipped"));
+        return (vae, config);
+    }
+
+    static void Freeze(AutoencoderKL vae)
+    {
+        vae.eval();
+        foreach (var p in vae.parameters()) p.requires_grad = false;
     }
 
     void TrainConnector(string name, AutoencoderKL vae, Dictionary<string, string> provenance, CancellationToken cancellation)

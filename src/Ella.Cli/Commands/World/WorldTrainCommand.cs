@@ -18,7 +18,7 @@ public static class WorldTrainCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
         var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 4000, batch 8)" };
-        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 3500, batch 16)" };
+        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 5000, batch 16; the shipped weights are the exponential moving average, decay 0.999)" };
         var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 16)" };
         var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
         var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 6000)" };
@@ -26,10 +26,11 @@ public static class WorldTrainCommand
         var vaeChannels = new Option<string?>("--vae-channels") { Description = "VAE block_out_channels, e.g. 16,32,64 (3 blocks: 4× down-sampling)" };
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
         var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
+        var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, prediction, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, prediction, vaeFrom, threads,
         };
         command.SetAction(p =>
         {
@@ -58,7 +59,7 @@ public static class WorldTrainCommand
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
-                Connectors = names, Prediction = p.GetValue(prediction)!,
+                Connectors = names, Prediction = p.GetValue(prediction)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
                 Command = "ella " + string.Join(' ', p.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)),
             };
             foreach (var name in names) WorldTrainOptions.ConnectorKind(name);
@@ -67,6 +68,15 @@ public static class WorldTrainCommand
             return EllaCli.ExitOk;
         });
         return command;
+    }
+
+    static string? VaeFolder(string? path)
+    {
+        if (path == null) return null;
+        if (!Directory.Exists(path)) throw new EllaException($"--vae {path}: folder not found");
+        foreach (var f in new[] { "config.json", "diffusion_pytorch_model.safetensors" })
+            if (!File.Exists(Path.Combine(path, f))) throw new EllaException($"--vae {path}: no {f} in that folder (expected a diffusers vae/ folder)");
+        return Path.GetFullPath(path);
     }
 
     static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet)
