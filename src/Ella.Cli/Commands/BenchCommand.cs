@@ -15,7 +15,7 @@ namespace Ella.Cli.Commands;
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly string[] Stages = ["t5", "tsc", "unet", "vae", "psnr"];
+    public static readonly string[] Stages = ["t5", "tsc", "unet", "vae", "psnr", "controlnet", "lora"];
 
     public static Command Create(CliContext ctx)
     {

@@ -93,15 +93,16 @@ public sealed class LoraFile : IDisposable
         return t.item<float>();
     }
 
-    /// <summary>Adds scale · up · down to <paramref name="weight"/> in place: one fused addmm on a contiguous float32
-    /// weight (no temporary product), else the float32 delta converted to the weight's dtype.</summary>
+    /// <summary>Adds scale · up · down to <paramref name="weight"/> in place: one fused addmm on a contiguous float32 or
+    /// bfloat16 CPU weight (no temporary product; bf16 as diffusers fuses a bf16 model: the matmul in the weight's dtype
+    /// with float32 accumulation, one rounding of the sum), else the float32 delta converted to the weight's dtype.</summary>
     public void AddTo(LoraModule m, Tensor weight, double multiplier)
     {
         using var scope = NewDisposeScope();
-        if (weight.dtype == ScalarType.Float32 && weight.is_contiguous() && weight.device_type == TorchSharp.DeviceType.CPU)
+        if (weight.dtype is ScalarType.Float32 or ScalarType.BFloat16 && weight.is_contiguous() && weight.device_type == TorchSharp.DeviceType.CPU)
         {
-            var up = Source.Read(m.UpName, ScalarType.Float32);
-            var down = Source.Read(m.DownName, ScalarType.Float32);
+            var up = Source.Read(m.UpName, weight.dtype);
+            var down = Source.Read(m.DownName, weight.dtype);
             var up2 = up.dim() == 4 ? up[.., .., 0, 0] : up;
             var down2 = down.flatten(1);
             if (up2.shape[0] * down2.shape[1] != weight.numel() || up2.shape[0] != weight.shape[0])

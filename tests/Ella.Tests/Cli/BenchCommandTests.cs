@@ -54,6 +54,26 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public void Tools_stages_time_a_controlnet_step_against_the_unet_step_and_a_lora_merge()
+    {
+        var r = CliRunner.Run("bench", "--tiny", "--size", "64", "--runs", "2", "--only", "controlnet,lora", "--dtypes", "fp32", "--work-dir", _dir, "--json");
+        Assert.True(r.ExitCode == 0, r.Error);
+        using var doc = JsonDocument.Parse(r.Out);
+        var d = doc.RootElement.GetProperty("fp32");
+        foreach (var key in new[] { "unet_step_s", "controlnet_embed_s", "controlnet_step_s", "lora_first_merge_s", "lora_merge_s", "lora_unmerge_s" })
+            Assert.True(d.GetProperty(key).GetDouble() > 0, key);
+        double ratio = d.GetProperty("controlnet_over_unet").GetDouble();
+        double c = d.GetProperty("controlnet_step_s").GetDouble(), u = d.GetProperty("unet_step_s").GetDouble();
+        // The JSON rounds times and the ratio to 4 decimals; the ratio is of the unrounded times of the same run.
+        double bound = c / u * (0.00005 / c + 0.00005 / u) + 0.00005;
+        Assert.True(Math.Abs(c / u - ratio) <= bound * 1.01, $"controlnet_over_unet {ratio} vs {c}/{u} = {c / u}");
+        Assert.True(d.GetProperty("lora_merge_gflop").GetDouble() > 0);
+        // stages not asked for are absent or null
+        Assert.Equal(JsonValueKind.Null, d.GetProperty("t5_encode_s").ValueKind);
+        Assert.True(File.Exists(Path.Combine(_dir, "tiny", $"lora-rank{ToolStages.LoraRank}.safetensors")));
+    }
+
+    [Fact]
     public void Bf16_without_native_kernels_is_measured_once_on_a_small_problem_and_marked_emulated()
     {
         var profile = MachineProfile.Measure([ScalarType.BFloat16], TextWriter.Null, quick: true, cpu: Amd());

@@ -116,6 +116,36 @@ public class LoraTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>A server switching sets: A, B, A again and none. The originals are kept between switches, so each merge
+    /// equals a fresh merge into the original weights and the last unmerge restores every bit.</summary>
+    [Fact]
+    public void Switching_loras_many_times_merges_from_the_originals_and_restores_the_bits()
+    {
+        var cases = MergedCases().Take(2).ToList();
+        Assert.True(cases.Count == 2, "the fixture holds at least two merged LoRA cases");
+        using var unet = UNet2DConditionModel.FromPretrained(UnetDir);
+        var before = unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        using var patcher = new LoraPatcher(unet, null);
+        foreach (var c in new[] { cases[0], cases[1], cases[0], cases[1] })
+        {
+            var spec = new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2]);
+            Assert.True(patcher.Use([spec]));
+            Assert.False(patcher.Use([spec]));
+            using var expected = SafetensorsFile.Open(Path.Combine(Dir, (string)c[1]));
+            var state = unet.state_dict();
+            foreach (var name in expected.Names)
+            {
+                using var e = expected.Read(name, ScalarType.Float32);
+                double diff = (state[name] - e).abs().max().item<float>();
+                Assert.True(diff <= 1e-6, $"{c[0]} after switching: {name} differs by {diff}");
+            }
+        }
+        patcher.Use([]);
+        var after = unet.state_dict();
+        foreach (var (name, value) in before)
+            Assert.True(BitEqual(value, after[name]), $"{name} not restored bit for bit after four switches");
+    }
+
     [Fact]
     public void Text_encoder_lora_changes_clip()
     {

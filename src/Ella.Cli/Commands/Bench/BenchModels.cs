@@ -10,6 +10,14 @@ namespace Ella.Cli.Commands.Bench;
 /// <summary>The four models <c>ella bench</c> times, as configs: the real sizes, or tiny ones of the same architecture.</summary>
 public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DConditionConfig Unet, AutoencoderKLConfig Vae, string Name)
 {
+    /// <summary>The ControlNet of the UNet's size (the UNet's encoder half + the conditioning embedding).</summary>
+    public ControlNetConfig ControlNet => new()
+    {
+        BlockOutChannels = Unet.BlockOutChannels, DownBlockTypes = Unet.DownBlockTypes, LayersPerBlock = Unet.LayersPerBlock,
+        CrossAttentionDim = Unet.CrossAttentionDim, AttentionHeadDim = Unet.AttentionHeadDim,
+        ConditioningEmbeddingOutChannels = Name == "full" ? [16, 32, 96, 256] : [8, 8, 16, 16],
+    };
+
     /// <summary>T5 tokens encoded per prompt and ELLA tokens per condition, as in <c>ella generate</c>.</summary>
     public const int T5Tokens = 128;
 
@@ -29,7 +37,7 @@ public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DCon
         "tiny");
 
     /// <summary>Checkpoint locations in the work folder (null: stage not selected).</summary>
-    public sealed record Files(string? T5Folder, string? EllaFile, string? UnetFolder, string? VaeFolder);
+    public sealed record Files(string? T5Folder, string? EllaFile, string? UnetFolder, string? VaeFolder, string? ControlNetFolder = null, string? LoraFile = null);
 
     /// <summary>Writes a random-weight checkpoint for every selected stage that has none yet (kept per model size).</summary>
     public Files Prepare(string workDir, IReadOnlySet<string> stages, TextWriter log)
@@ -52,7 +60,8 @@ public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DCon
                 File.WriteAllText(Path.ChangeExtension(ella, ".json"), Tsc.ToJson());
             }
         }
-        if (stages.Contains("unet"))
+        bool needsUnet = stages.Contains("unet") || stages.Contains("controlnet") || stages.Contains("lora");
+        if (needsUnet)
         {
             unet = Path.Combine(dir, "unet");
             WriteOnce(Path.Combine(unet, "diffusion_pytorch_model.safetensors"), Unet, () => new Modules.UNet.UNet2DConditionModel(Unet), 5, log, "SD1.5 UNet");
@@ -62,7 +71,18 @@ public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DCon
             vae = Path.Combine(dir, "vae");
             WriteOnce(Path.Combine(vae, "diffusion_pytorch_model.safetensors"), Vae, () => new Modules.Vae.AutoencoderKL(Vae), 6, log, "SD1.5 VAE");
         }
-        return new Files(t5, ella, unet, vae);
+        string? controlnet = null, lora = null;
+        if (stages.Contains("controlnet"))
+        {
+            controlnet = Path.Combine(dir, "controlnet");
+            WriteOnce(Path.Combine(controlnet, "diffusion_pytorch_model.safetensors"), ControlNet, () => new Modules.ControlNet.ControlNetModel(ControlNet), 8, log, "SD1.5 ControlNet");
+        }
+        if (stages.Contains("lora"))
+        {
+            lora = Path.Combine(dir, $"lora-rank{ToolStages.LoraRank}.safetensors");
+            ToolStages.WriteLora(lora, Unet, log);
+        }
+        return new Files(t5, ella, unet, vae, controlnet, lora);
     }
 
     static void WriteOnce<TConfig>(string file, TConfig config, Func<TorchSharp.torch.nn.Module> build, long seed, TextWriter log, string what, Func<string, bool>? skip = null)

@@ -9,7 +9,9 @@ public static class BenchReport
     /// <summary>
     /// <c>{"machine": {...}, "auto_dtype", "size", "runs", "fp32": {...}, "bf16": {...}}</c>; per dtype the medians
     /// <c>load_s</c>, <c>t5_encode_s</c>, <c>tsc_step_s</c>, <c>unet_step_s</c>, <c>vae_decode_s</c>, <c>peak_rss_mb</c>,
-    /// <c>emulated</c>, <c>peak_gflops</c>, and per stage <c>*_gflop</c> (analytic), <c>*_limit_s</c> (FLOPs ÷ peak)
+    /// <c>emulated</c>, <c>peak_gflops</c>; with the tools' stages <c>controlnet_embed_s</c>, <c>controlnet_step_s</c>,
+    /// <c>controlnet_over_unet</c> (the two steps' ratio, one run), <c>lora_first_merge_s</c>, <c>lora_merge_s</c>,
+    /// <c>lora_unmerge_s</c>; and per stage <c>*_gflop</c> (analytic), <c>*_limit_s</c> (FLOPs ÷ peak)
     /// and <c>*_efficiency</c> (achieved FLOP/s ÷ peak); <c>skipped</c> names stages not run and why.
     /// </summary>
     public static Dictionary<string, object?> Json(MachineProfile machine, IReadOnlyList<DTypeResult> results, double? psnr, int size, int runs)
@@ -30,15 +32,17 @@ public static class BenchReport
                 ["emulated"] = r.Emulated,
                 ["peak_gflops"] = Math.Round(peak, 2),
             };
-            foreach (var key in new[] { "t5_encode", "tsc_step", "unet_step", "vae_decode" })
+            foreach (var key in Keys)
             {
                 var s = r.Stage(key);
+                if (s == null && ToolKeys.Contains(key)) continue;
                 d[$"{key}_s"] = Round(s?.Time?.Median);
-                if (s == null) continue;
+                if (s == null || s.Flops <= 0) continue;
                 d[$"{key}_gflop"] = Math.Round(s.Flops / 1e9, 3);
                 d[$"{key}_limit_s"] = Round(s.Flops / (peak * 1e9));
                 d[$"{key}_efficiency"] = s.Efficiency(peak) is { } e ? Math.Round(e, 4) : null;
             }
+            if (ControlNetOverUnet(r) is { } ratio) d["controlnet_over_unet"] = Math.Round(ratio, 4);
             d["peak_rss_mb"] = Math.Round(r.PeakRssMb);
             var skipped = r.Stages.Where(s => s.SkipReason != null).ToDictionary(s => s.Key, s => s.SkipReason);
             if (skipped.Count > 0) d["skipped"] = skipped;
@@ -56,19 +60,23 @@ public static class BenchReport
         w.WriteLine($"CPU: {machine.Cpu.Describe()}");
         w.WriteLine($"threads: {machine.Threads}, runs: {runs}, size: {size}, auto dtype: {DTypeChoice.Name(machine.AutoDType)}  (median, min–max, seconds)");
         string Cell(string s) => $"{s,-26}";
-        w.WriteLine($"{"",-34}" + string.Concat(results.Select(r => Cell(DTypeChoice.Name(r.DType) + (r.Emulated ? " (emulated)" : "")))));
-        void Row(string name, Func<DTypeResult, string> cell) => w.WriteLine($"{name,-34}" + string.Concat(results.Select(r => Cell(cell(r)))));
+        int labelWidth = Math.Max(34, results.SelectMany(r => r.Stages).Select(s => s.Label.Length + 2).DefaultIfEmpty(0).Max());
+        w.WriteLine("".PadRight(labelWidth) + string.Concat(results.Select(r => Cell(DTypeChoice.Name(r.DType) + (r.Emulated ? " (emulated)" : "")))));
+        void Row(string name, Func<DTypeResult, string> cell) => w.WriteLine(name.PadRight(labelWidth) + string.Concat(results.Select(r => Cell(cell(r)))));
         Row("peak matmul / conv (GFLOP/s)", r => $"{machine.Matmul[r.DType].Gflops:F1} / {machine.Conv[r.DType].Gflops:F1}");
         Row("load (all models)", r => r.Load?.ToString() ?? "–");
-        foreach (var key in new[] { "t5_encode", "tsc_step", "unet_step", "vae_decode" })
+        foreach (var key in Keys)
         {
             var label = results.Select(r => r.Stage(key)?.Label).FirstOrDefault(l => l != null);
             if (label == null) continue;
             Row(label, r => r.Stage(key) is { } s ? s.Time?.ToString() ?? "skipped" : "–");
-            Row($"  GFLOP / limit / efficiency", r => r.Stage(key) is { } s
+            if (results.All(r => r.Stage(key) is not { Flops: > 0 })) continue;
+            Row($"  GFLOP / limit / efficiency", r => r.Stage(key) is { Flops: > 0 } s
                 ? $"{s.Flops / 1e9:F1} / {s.Flops / (machine.PeakGflops(r.DType) * 1e9):F3} / {(s.Efficiency(machine.PeakGflops(r.DType)) is { } e ? $"{100 * e:F0} %" : "–")}"
                 : "–");
         }
+        if (results.Any(r => ControlNetOverUnet(r) != null))
+            Row("ControlNet step ÷ UNet step", r => ControlNetOverUnet(r) is { } x ? $"{x:F2}× (budget 0.6×)" : "–");
         Row("TSC share of a step", r => r.Stage("tsc_step")?.Time is { } t && r.Stage("unet_step")?.Time is { } u ? $"{100 * t.Median / (t.Median + u.Median):F2} %" : "–");
         Row("peak RSS (MB)", r => $"{r.PeakRssMb:F0}");
         if (psnr is { } db) w.WriteLine($"bf16 image vs fp32 image: PSNR {db:F2} dB ({StageTimer.PsnrSteps} steps, random weights)");
@@ -76,6 +84,14 @@ public static class BenchReport
             foreach (var s in r.Stages.Where(s => s.SkipReason != null))
                 w.WriteLine($"{DTypeChoice.Name(r.DType)} {s.Label}: skipped ({s.SkipReason})");
     }
+
+    /// <summary>The stages in report order; the tools' stages appear only when they ran.</summary>
+    static readonly string[] Keys = ["t5_encode", "tsc_step", "unet_step", "vae_decode", "controlnet_embed", "controlnet_step", "lora_first_merge", "lora_merge", "lora_unmerge"];
+    static readonly HashSet<string> ToolKeys = ["controlnet_embed", "controlnet_step", "lora_first_merge", "lora_merge", "lora_unmerge"];
+
+    /// <summary>A ControlNet step over the UNet step it accompanies, both measured in this run.</summary>
+    public static double? ControlNetOverUnet(DTypeResult r) =>
+        r.Stage("controlnet_step")?.Time is { Median: > 0 } c && r.Stage("unet_step")?.Time is { Median: > 0 } u ? c.Median / u.Median : null;
 
     static double? Round(double? v) => v is { } x && double.IsFinite(x) ? Math.Round(x, 4) : null;
 }

@@ -13,7 +13,7 @@ namespace Ella.Cli.Commands.Bench;
 /// <summary>One timed stage: its timings (null when skipped), analytic FLOPs, and the time predicted from the peak.</summary>
 public sealed record StageTiming(string Key, string Label, TimingStats? Time, double Flops, string? SkipReason = null)
 {
-    public double? Efficiency(double peakGflops) => Time is { Median: > 0 } t && peakGflops > 0 ? Flops / t.Median / (peakGflops * 1e9) : null;
+    public double? Efficiency(double peakGflops) => Time is { Median: > 0 } t && peakGflops > 0 && Flops > 0 ? Flops / t.Median / (peakGflops * 1e9) : null;
 }
 
 /// <summary>Everything measured in one dtype.</summary>
@@ -55,6 +55,8 @@ public static class StageTimer
             ["tsc_step"] = FlopCounter.Tsc(models.Tsc, 2, BenchModels.T5Tokens),
             ["unet_step"] = FlopCounter.UNet(models.Unet, 2, h, h, models.Tsc.NumLatents),
             ["vae_decode"] = FlopCounter.VaeDecode(models.Vae, 1, h, h),
+            ["controlnet_step"] = 0, ["controlnet_embed"] = 0,
+            ["lora_merge"] = files.LoraFile != null ? ToolStages.LoraMergeFlops(files.LoraFile) : 0,
         };
         // For an emulated dtype: a stage predicted (at the measured peak, an optimistic bound) to exceed the budget is skipped.
         string? TooSlow(string key) => emulated && flops[key] / (peakGflops * 1e9) > EmulatedStageBudgetSeconds
@@ -69,7 +71,7 @@ public static class StageTimer
             }
             var t = TimingStats.Measure(runs, action, warmup);
             result.Stages.Add(new StageTiming(key, label, t, flops[key]));
-            log.WriteLine($"  {label}: {t} s, {flops[key] / 1e9:F1} GFLOP → {flops[key] / t.Median / 1e9:F1} GFLOP/s");
+            log.WriteLine(flops[key] > 0 ? $"  {label}: {t} s, {flops[key] / 1e9:F1} GFLOP → {flops[key] / t.Median / 1e9:F1} GFLOP/s" : $"  {label}: {t} s");
         }
 
         ProcessMemory.ResetPeak();
@@ -96,6 +98,7 @@ public static class StageTimer
         double unetLoad = sw.Elapsed.TotalSeconds - t5Load - ellaLoad;
         using var vae = files.VaeFolder != null ? Modules.Vae.AutoencoderKL.FromPretrained(files.VaeFolder, dtype) : null;
         loads.Add(sw.Elapsed.TotalSeconds);
+        using var controlnet = files.ControlNetFolder != null ? Modules.ControlNet.ControlNetModel.FromPretrained(files.ControlNetFolder, dtype) : null;
         result.Load = TimingStats.Of(loads);
         log.WriteLine($"  load: {result.Load} s (last: T5 {t5Load:F2} s, TSC {ellaLoad:F2} s, UNet {unetLoad:F2} s, VAE {loads[^1] - t5Load - ellaLoad - unetLoad:F2} s)");
 
@@ -125,11 +128,25 @@ public static class StageTimer
                 using var x = torch.randn(2, unet.Config.InChannels, h, h, generator: new Generator(5)).to_type(dtype);
                 using var context = torch.randn(2, models.Tsc.NumLatents, unet.Config.CrossAttentionDim, generator: new Generator(6)).to_type(dtype);
                 int step = 0;
-                Timed("unet_step", $"UNet step (CFG, 2×{h}²)", () =>
+                if (stages.Contains("unet") || controlnet != null)
+                    Timed("unet_step", $"UNet step (CFG, 2×{h}²)", () =>
+                    {
+                        using var s = NewDisposeScope();
+                        unet.forward(x, torch.tensor(999L - 40 * step++), context);
+                    });
+                if (controlnet != null)
                 {
-                    using var s = NewDisposeScope();
-                    unet.forward(x, torch.tensor(999L - 40 * step++), context);
-                });
+                    // As a generation runs it: the control image's embedding once, then the ControlNet at every step on
+                    // the CFG batch, its residuals going into the UNet step timed above.
+                    using var image = ToolStages.ControlImage(size, dtype);
+                    Timed("controlnet_embed", $"ControlNet control embedding (once, 2×{size}²)", () => { using var s = NewDisposeScope(); controlnet.EmbedControl(image, dtype); });
+                    using var embedding = controlnet.EmbedControl(image, dtype);
+                    Timed("controlnet_step", $"ControlNet step (CFG, 2×{h}²)", () =>
+                    {
+                        using var s = NewDisposeScope();
+                        controlnet.ForwardEmbedded(x, torch.tensor(999L - 40 * step++), context, embedding, 1.0);
+                    });
+                }
             }
             bool psnrAffordable = !emulated || TooSlow("unet_step") == null && TooSlow("vae_decode") == null
                 && PsnrSteps * flops["unet_step"] / (peakGflops * 1e9) <= EmulatedStageBudgetSeconds;
@@ -154,6 +171,15 @@ public static class StageTimer
                 using var z = (torch.randn(1, vae.Config.LatentChannels, h, h, generator: new Generator(7)) / vae.Config.ScalingFactor).to_type(dtype);
                 Timed("vae_decode", $"VAE decode (1×{size}²)", () => { using var s = NewDisposeScope(); vae.Decode(z); });
             }
+        }
+        if (unet != null && files.LoraFile != null)
+        {
+            // Outside inference mode, as a pipeline merges: the weights stay ordinary tensors.
+            var (first, merge, unmerge) = ToolStages.TimeLora(unet, files.LoraFile, runs);
+            result.Stages.Add(new StageTiming("lora_first_merge", "LoRA first merge (reads the file)", TimingStats.Of([first]), flops["lora_merge"]));
+            result.Stages.Add(new StageTiming("lora_merge", $"LoRA merge (rank {ToolStages.LoraRank}, from memory)", merge, flops["lora_merge"]));
+            result.Stages.Add(new StageTiming("lora_unmerge", "LoRA unmerge (bit-exact restore)", unmerge, 0));
+            log.WriteLine($"  LoRA: first merge {first:F3} s, merge {merge} s, unmerge {unmerge} s (weights restored bit for bit)");
         }
         result.PeakRssMb = ProcessMemory.PeakRssMb();
         return result;

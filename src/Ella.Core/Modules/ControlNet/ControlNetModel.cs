@@ -66,18 +66,38 @@ public sealed class ControlNetModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
     /// <param name="controlImage">[B, conditioning_channels, H, W] in [0, 1], RGB</param>
     public UNetResiduals Forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, Tensor controlImage, double conditioningScale)
     {
+        using var embedding = EmbedControl(controlImage, sample.dtype);
+        return ForwardEmbedded(sample, timestep, encoderHiddenStates, embedding, conditioningScale);
+    }
+
+    /// <summary>
+    /// The control image through <c>controlnet_cond_embedding</c> (pixel size → latent size, <c>ch[0]</c> channels).
+    /// It depends on neither the latents nor the timestep, so a generation computes it once and passes it to
+    /// <see cref="ForwardEmbedded"/> at every step (the same numbers as computing it per step, as diffusers does).
+    /// </summary>
+    public Tensor EmbedControl(Tensor controlImage, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        if (Config.ControlnetConditioningChannelOrder == "bgr") controlImage = controlImage.flip(1);
+        return controlnet_cond_embedding.forward(controlImage.to_type(dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Residuals from a control embedding made by <see cref="EmbedControl"/>.</summary>
+    public UNetResiduals ForwardEmbedded(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, Tensor controlEmbedding, double conditioningScale)
+    {
         using var scope = NewDisposeScope();
         long b = sample.shape[0];
         var t = timestep.reshape(-1);
         if (t.shape[0] == 1 && b > 1) t = t.expand(b);
         var temb = time_embedding.forward(time_proj.forward(t).to_type(time_embedding.DType)).to_type(sample.dtype);
-        if (Config.ControlnetConditioningChannelOrder == "bgr") controlImage = controlImage.flip(1);
-        var hidden = conv_in.forward(sample) + controlnet_cond_embedding.forward(controlImage.to_type(sample.dtype));
+        var hidden = conv_in.forward(sample) + controlEmbedding;
         var skips = new List<Tensor> { hidden };
         foreach (var block in down_blocks) hidden = block.Run(hidden, temb, encoderHiddenStates, skips);
         hidden = mid_block.forward(hidden, temb, encoderHiddenStates);
-        var down = skips.Select((skip, i) => controlnet_down_blocks[i].forward(skip) * conditioningScale).ToList();
-        var mid = controlnet_mid_block.forward(hidden) * conditioningScale;
+        // x · 1.0 == x exactly, so the common scale 1 skips the multiply.
+        Tensor Scaled(Tensor r) => conditioningScale == 1.0 ? r : r * conditioningScale;
+        var down = skips.Select((skip, i) => Scaled(controlnet_down_blocks[i].forward(skip))).ToList();
+        var mid = Scaled(controlnet_mid_block.forward(hidden));
         foreach (var d in down) d.MoveToOuterDisposeScope();
         return new UNetResiduals(down, mid.MoveToOuterDisposeScope());
     }

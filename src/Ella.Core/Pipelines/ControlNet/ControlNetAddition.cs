@@ -31,6 +31,7 @@ public sealed class ControlNetAddition : IUNetAddition
 {
     readonly ControlNetModel _model;
     readonly Tensor _image;
+    Tensor? _embedding;
     readonly double _scale, _start, _end;
     readonly int _firstStep, _count;
 
@@ -52,8 +53,19 @@ public sealed class ControlNetAddition : IUNetAddition
         double scale = _scale * (off ? 0.0 : 1.0);
         // diffusers still runs the ControlNet with scale 0; skipping it gives the same UNet input (zero residuals).
         if (scale == 0.0) return null;
-        return _model.Forward(scaledLatents.to_type(dtype), step.Time.Tensor.to(scaledLatents.device), condition, _image, scale);
+        // The control image's embedding is the same at every step: computed once per generation.
+        if (_embedding is null || _embedding.dtype != dtype)
+        {
+            _embedding?.Dispose();
+            _embedding = _model.EmbedControl(_image, dtype).DetachFromDisposeScope();
+        }
+        var embedding = _embedding;
+        return _model.ForwardEmbedded(scaledLatents.to_type(dtype), step.Time.Tensor.to(scaledLatents.device), condition, embedding, scale);
     }
 
-    public void Dispose() => _image.Dispose();
+    public void Dispose()
+    {
+        _image.Dispose();
+        _embedding?.Dispose();
+    }
 }
