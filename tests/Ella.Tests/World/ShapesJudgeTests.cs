@@ -113,7 +113,7 @@ public sealed class ShapesJudgeTests(ITestOutputHelper output)
     /// The proof on the shipped world's own VAE: each render encoded (posterior mean) and decoded in float32, then
     /// judged. The issue's bar is 97%.
     /// </summary>
-    [Fact(Skip = "open (issue 10): no shapes-world weights ship yet; the last recipe's VAE (16/32/64, 1600 steps) scored 94.05 % here. Run it with ELLA_WORLD_MODEL=<a trained world>")]
+    [Fact]
     public void Judge_answers_97_percent_after_a_round_trip_through_the_world_vae()
     {
         string vaeDir = Path.Combine(Ella.Pipelines.WorldDefaultModel.Locate().Folder, "vae");
