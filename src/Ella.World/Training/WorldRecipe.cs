@@ -150,7 +150,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         foreach (var f in new[] { "config.json", "diffusion_pytorch_model.safetensors" })
             if (!File.Exists(Path.Combine(folder, f))) throw new EllaException($"--vae {folder}: no {f} in that folder (expected a diffusers vae/ folder)");
         var vae = AutoencoderKL.FromPretrained(folder);
-        var config = AutoencoderKLConfig.Load(folder);
+        var config = vae.Config;
         if (config.LatentChannels != 4 || config.BlockOutChannels.Length != 3)
             throw new EllaException($"--vae {folder}: expected 4 latent channels and 3 blocks (4× down-sampling), found {config.LatentChannels} and {config.BlockOutChannels.Length}");
         Freeze(vae);

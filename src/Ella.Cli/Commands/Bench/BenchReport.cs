@@ -86,8 +86,9 @@ public static class BenchReport
     }
 
     /// <summary>The stages in report order; the tools' stages appear only when they ran.</summary>
-    static readonly string[] Keys = ["t5_encode", "tsc_step", "unet_step", "vae_decode", "controlnet_embed", "controlnet_step", "lora_first_merge", "lora_merge", "lora_unmerge"];
-    static readonly HashSet<string> ToolKeys = ["controlnet_embed", "controlnet_step", "lora_first_merge", "lora_merge", "lora_unmerge"];
+    static readonly string[] ModelKeys = ["t5_encode", "tsc_step", "unet_step", "vae_decode"];
+    static readonly string[] ToolKeys = ["controlnet_embed", "controlnet_step", "lora_first_merge", "lora_merge", "lora_unmerge"];
+    static readonly string[] Keys = [.. ModelKeys, .. ToolKeys];
 
     /// <summary>A ControlNet step over the UNet step it accompanies, both measured in this run.</summary>
     public static double? ControlNetOverUnet(DTypeResult r) =>

@@ -73,9 +73,8 @@ public static class WorldTrainCommand
     static string? VaeFolder(string? path)
     {
         if (path == null) return null;
+        // The recipe checks the folder's files before any training starts (WorldRecipe.LoadVae).
         if (!Directory.Exists(path)) throw new EllaException($"--vae {path}: folder not found");
-        foreach (var f in new[] { "config.json", "diffusion_pytorch_model.safetensors" })
-            if (!File.Exists(Path.Combine(path, f))) throw new EllaException($"--vae {path}: no {f} in that folder (expected a diffusers vae/ folder)");
         return Path.GetFullPath(path);
     }
 
