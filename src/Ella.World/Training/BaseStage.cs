@@ -11,7 +11,9 @@ namespace Ella.World.Training;
 /// <summary>
 /// Stage 2: the base model, a CLIP text encoder and a UNet trained together from scratch on the SHORT captions
 /// (web alt-text: at most two objects, often no colour), with caption dropout to the empty caption (what the negative
-/// branch of classifier-free guidance sees). The VAE is frozen. Loss: DDPM noise prediction (MSE on epsilon).
+/// branch of classifier-free guidance sees). The VAE is frozen. Loss: the objective's (v or epsilon) MSE, in float32.
+/// <paramref name="unet"/> is the module that computes: the float32 UNet itself, or its low-precision copy (mixed
+/// precision: the text features are cast to its dtype, the prediction back to float32).
 /// </summary>
 public sealed class BaseStage(AutoencoderKL vae, ClipTextModel clip, ClipTokenizer tokenizer, UNet2DConditionModel unet,
     DiffusionObjective objective, WorldBatches data, double captionDropout)
@@ -33,7 +35,8 @@ public sealed class BaseStage(AutoencoderKL vae, ClipTextModel clip, ClipTokeniz
         var ids = tensor(captions.SelectMany(c => tokenizer.Encode(c, 77).Ids.Select(id => (long)id)).ToArray()).reshape(items.Count, 77);
         var text = clip.Encode(ids);
         var noisy = objective.AddNoise(latents, noise, t);
-        var pred = unet.forward(noisy, t, text.LastHiddenState);
+        var dtype = unet.parameters().First().dtype;
+        var pred = unet.forward(noisy.to(dtype), t, text.LastHiddenState.to(dtype)).to(ScalarType.Float32);
         return objective.Loss(pred, objective.Target(latents, noise, t), t).MoveToOuterDisposeScope();
     }
 }

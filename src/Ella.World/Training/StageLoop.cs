@@ -9,8 +9,12 @@ using static TorchSharp.torch;
 
 namespace Ella.World.Training;
 
-/// <summary>What a stage trains: named modules, each saved as <c>&lt;name&gt;.safetensors</c> in its checkpoints.</summary>
-public sealed record TrainableModule(string Name, nn.Module Module);
+/// <summary>
+/// What a stage trains: named modules, each saved as <c>&lt;name&gt;.safetensors</c> in its checkpoints. With a
+/// <paramref name="Compute"/> copy the step's forward and backward run on that copy (mixed precision) while
+/// <paramref name="Module"/> stays the float32 master.
+/// </summary>
+public sealed record TrainableModule(string Name, nn.Module Module, LowPrecisionCopy? Compute = null);
 
 /// <summary>The settings of one stage of the world recipe.</summary>
 public sealed record StageSettings(int MaxSteps, int Batch, double Lr, int WarmupSteps, int SaveEvery, long Seed,
@@ -21,7 +25,7 @@ public sealed record StageSettings(int MaxSteps, int Batch, double Lr, int Warmu
 /// modules, the LR schedule recomputed from the step, global-norm clipping, <c>DIR/log.jsonl</c>, a loss plot, and
 /// checkpoints <c>DIR/checkpoint-&lt;step&gt;/</c> (weights, AdamW state, the generator, <c>state.json</c>) from which a
 /// run resumes exactly, with the parameters' exponential moving average when the stage keeps one (then the average is
-/// what the stage ends with). One dispose scope per step.
+/// what the stage ends with). Modules with a low-precision compute copy train in mixed precision. One dispose scope per step.
 /// </summary>
 public sealed class StageLoop(string dir, string title, StageSettings settings, TextWriter log)
 {
@@ -38,7 +42,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
         Directory.CreateDirectory(dir);
         var parameters = modules.SelectMany(m => m.Module.parameters()).ToList();
         foreach (var p in parameters) p.requires_grad = true;
-        foreach (var m in modules) m.Module.train();
+        foreach (var m in modules) { m.Module.train(); m.Compute?.Copy.train(); }
         using var optimizer = optim.AdamW(parameters, settings.Lr, 0.9, 0.999, 1e-8, settings.WeightDecay);
         var schedule = new LearningRateSchedule(settings.Schedule, settings.Lr, settings.WarmupSteps, settings.MaxSteps);
         var rng = new Generator((ulong)settings.Seed);
@@ -87,8 +91,10 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
                 using (NewDisposeScope())
                 {
                     optimizer.zero_grad();
+                    foreach (var m in modules) m.Compute?.PullWeights();
                     var l = loss(step, rng);
                     l.backward();
+                    foreach (var m in modules) m.Compute?.PushGradients();
                     value = l.item<float>();
                     norm = GradientClipping.ClipGradNorm(parameters, settings.MaxGradNorm);
                     if (double.IsFinite(value) && double.IsFinite(norm))
@@ -144,7 +150,7 @@ public sealed class StageLoop(string dir, string title, StageSettings settings, 
             ema.CopyToParameters();
             log.WriteLine($"[{title}] weights: the exponential moving average (decay {settings.EmaDecay})");
         }
-        foreach (var m in modules) m.Module.eval();
+        foreach (var m in modules) { m.Module.eval(); m.Compute?.Copy.eval(); }
         log.WriteLine($"[{title}] done: {step} steps ({TrainingRun.Duration(clock.Elapsed.TotalSeconds)} in this run" + (skipped > 0 ? $"; {skipped} skipped" : "") + ")");
     }
 

@@ -37,6 +37,11 @@ public sealed class WorldTrainOptions
     public string Prediction { get; init; } = "v_prediction";
     /// <summary>Which connectors stage 3 trains: tsc (shipped as ella/), mlp, resampler, tsc-arctic-xs (ablations/).</summary>
     public IReadOnlyList<string> Connectors { get; init; } = ["tsc"];
+    /// <summary>
+    /// The dtype the base stage's UNet computes in: float32, or bf16 in mixed precision (float32 master weights and
+    /// optimizer state; what <c>--dtype auto</c> picks on a CPU with native bf16, where the step runs about 2× faster).
+    /// </summary>
+    public ScalarType BaseComputeDtype { get; init; } = ScalarType.Float32;
     /// <summary>The command line, recorded in every safetensors the recipe writes.</summary>
     public string Command { get; init; } = "ella world train";
 
@@ -82,11 +87,15 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
             foreach (var (name, t) in clip.named_parameters())
                 if (name.EndsWith("embedding.weight")) t.normal_(0, 0.02); // as transformers initialises CLIP's embeddings
         using var unet = new UNet2DConditionModel(o.Sizes.UNet());
+        using var unetCompute = o.BaseComputeDtype == ScalarType.Float32 ? null
+            : new LowPrecisionCopy(unet, new UNet2DConditionModel(o.Sizes.UNet()), o.BaseComputeDtype);
         var scheduler = WorldModelSizes.Scheduler(o.Prediction);
         var objective = DiffusionObjective.FromConfig(scheduler, null);
-        var baseStage = new BaseStage(scaledVae, clip, tokenizer, unet, objective, new WorldBatches(o.Base.Batch, o.Seed, offset: 1_000_000_000), o.CaptionDropout);
+        var baseStage = new BaseStage(scaledVae, clip, tokenizer, (UNet2DConditionModel?)unetCompute?.Copy ?? unet, objective,
+            new WorldBatches(o.Base.Batch, o.Seed, offset: 1_000_000_000), o.CaptionDropout);
+        if (unetCompute != null) log.WriteLine($"[base] mixed precision: the UNet computes in {unetCompute.DType}, float32 master weights");
         new StageLoop(Path.Combine(o.WorkDir, "2-base"), "base", o.Base with { Seed = o.Seed * 1000 + 2 }, log).Run(
-            [new("text_encoder", clip), new("unet", unet)], baseStage.Loss, cancellation);
+            [new("text_encoder", clip), new("unet", unet, unetCompute)], baseStage.Loss, cancellation);
 
         var provenance = new Dictionary<string, string>
         {

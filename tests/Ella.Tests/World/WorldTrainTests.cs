@@ -83,7 +83,73 @@ public sealed class WorldTrainTests : IDisposable
         Assert.Equal(6, File.ReadAllLines(Path.Combine(_dir, "b", "log.jsonl")).Length);
     }
 
+    static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+
+    [Fact]
+    public void A_low_precision_copy_computes_with_the_masters_weights_and_returns_float32_gradients()
+    {
+        manual_seed(2);
+        using var master = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3));
+        using var copy = new LowPrecisionCopy(master, nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)), ScalarType.BFloat16);
+        copy.PullWeights();
+        var masters = master.parameters().ToList();
+        var copies = copy.Copy.parameters().ToList();
+        for (int i = 0; i < masters.Count; i++)
+        {
+            Assert.Equal(ScalarType.BFloat16, copies[i].dtype);
+            Assert.True(Same(copies[i].to(ScalarType.Float32), masters[i].to(ScalarType.BFloat16).to(ScalarType.Float32)), $"parameter {i}");
+        }
+        using var x = randn(4, 5);
+        // The reference: the same bf16 computation on the copy, its gradients read directly.
+        ((nn.Module<Tensor, Tensor>)copy.Copy).forward(x.to(ScalarType.BFloat16)).to(ScalarType.Float32).pow(2).mean().backward();
+        var expected = copies.Select(c => c.grad!.to(ScalarType.Float32).clone()).ToList();
+        copy.PushGradients();
+        for (int i = 0; i < masters.Count; i++)
+        {
+            Assert.Equal(ScalarType.Float32, masters[i].grad!.dtype);
+            Assert.True(Same(masters[i].grad!, expected[i]), $"gradient {i}");
+            Assert.Null(copies[i].grad);
+        }
+        // A second pull after an update of the master carries the update over.
+        using (no_grad()) masters[0].add_(1.0);
+        copy.PullWeights();
+        Assert.True(Same(copies[0].to(ScalarType.Float32), masters[0].to(ScalarType.BFloat16).to(ScalarType.Float32)));
+    }
+
+    [Fact]
+    public void A_mixed_precision_stage_learns_and_resumes_exactly()
+    {
+        var settings = new StageSettings(MaxSteps: 30, Batch: 16, Lr: 3e-2, WarmupSteps: 1, SaveEvery: 10, Seed: 5);
+        (Tensor Weights, double First, double Last) Train(string dir, int? stopAfter)
+        {
+            manual_seed(11);
+            using var module = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1));
+            manual_seed(12);
+            using var compute = new LowPrecisionCopy(module, nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)), ScalarType.BFloat16);
+            var loop = new StageLoop(dir, "test", settings, TextWriter.Null);
+            using var cancel = new CancellationTokenSource();
+            Tensor Loss(int step, Generator rng)
+            {
+                if (stopAfter == step) cancel.Cancel();
+                var x = randn([settings.Batch, 3], generator: rng);
+                return (((nn.Module<Tensor, Tensor>)compute.Copy).forward(x.to(ScalarType.BFloat16)).to(ScalarType.Float32) - x.sum(1, keepdim: true)).pow(2).mean();
+            }
+            try { loop.Run([new TrainableModule("m", module, compute)], Loss, cancel.Token); }
+            catch (OperationCanceledException) { return (empty(0), 0, 0); }
+            var losses = File.ReadAllLines(Path.Combine(dir, "log.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("loss").GetDouble()).ToList();
+            Assert.All(module.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+            return (cat(module.parameters().Select(p => p.detach().flatten()).ToArray()).clone(), losses.Take(5).Average(), losses.TakeLast(5).Average());
+        }
+        var straight = Train(Path.Combine(_dir, "a"), null);
+        Assert.True(straight.Last < straight.First, $"loss {straight.First} → {straight.Last}");
+        Assert.Equal(0, Train(Path.Combine(_dir, "b"), 13).Weights.numel());
+        var resumed = Train(Path.Combine(_dir, "b"), null);
+        Assert.True(Same(straight.Weights, resumed.Weights), "resumed weights differ from an uninterrupted run");
+    }
+
     [Theory]
+    [InlineData("--dtype", "fp16")]
+    [InlineData("--unet-layers", "0")]
     [InlineData("--connectors", "gru")]
     [InlineData("--vae-steps", "0")]
     [InlineData("--vae-channels", "16,32")]

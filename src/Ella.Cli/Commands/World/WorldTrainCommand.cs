@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Ella.Hardware;
 using Ella.World.Training;
 using static TorchSharp.torch;
 
@@ -27,16 +28,26 @@ public static class WorldTrainCommand
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
         var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
         var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
+        var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 2)" };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
+        var dtype = new Option<string>("--dtype")
+        {
+            Description = "What the base stage's UNet computes in: auto (bf16 on a CPU with native bf16, else fp32) | fp32 | bf16. " +
+                          "bf16 is mixed precision: float32 master weights and optimizer state",
+            DefaultValueFactory = _ => "auto",
+        };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, prediction, vaeFrom, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, prediction, vaeFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
             if (p.GetValue(threads) is { } n) { if (n < 1) throw new EllaException($"--threads {n}: must be at least 1"); Native.TorchRuntime.Initialize(n); }
             if (p.GetValue(size) is not ("default" or "tiny")) throw new EllaException($"--size {p.GetValue(size)}: choose default or tiny");
             if (p.GetValue(prediction) is not ("v_prediction" or "epsilon")) throw new EllaException($"--prediction {p.GetValue(prediction)}: choose v_prediction or epsilon");
+            if (p.GetValue(dtype) is not ("auto" or "fp32" or "bf16")) throw new EllaException($"--dtype {p.GetValue(dtype)}: choose auto, fp32 or bf16");
+            var computeDtype = DTypeChoice.Resolve(p.GetValue(dtype)!);
+            if (computeDtype.Warning is { } warning) ctx.Error.WriteLine($"warning: {warning}");
             string tok = p.GetValue(clipTokenizer) ?? FindClipVocabulary();
             if (!File.Exists(Path.Combine(tok, "vocab.json")) || !File.Exists(Path.Combine(tok, "merges.txt")))
                 throw new EllaException($"--clip-tokenizer {tok}: expected vocab.json and merges.txt in that folder");
@@ -54,7 +65,8 @@ public static class WorldTrainCommand
             var options = new WorldTrainOptions
             {
                 WorkDir = p.GetValue(work)!, ModelDir = p.GetValue(output)!, ClipTokenizer = tok, Seed = p.GetValue(seed),
-                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : WorldModelSizes.Default, p.GetValue(vaeChannels), p.GetValue(unetChannels)),
+                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : WorldModelSizes.Default, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers)),
+                BaseComputeDtype = computeDtype.DType,
                 Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
@@ -78,8 +90,13 @@ public static class WorldTrainCommand
         return Path.GetFullPath(path);
     }
 
-    static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet)
+    static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet, int? unetLayers)
     {
+        if (unetLayers is { } l)
+        {
+            if (l is < 1 or > 4) throw new EllaException($"--unet-layers {l}: choose 1 to 4");
+            s = s with { UNetLayersPerBlock = l };
+        }
         int[] Parse(string text, string flag, int count)
         {
             var parts = text.Split(',', StringSplitOptions.TrimEntries);
