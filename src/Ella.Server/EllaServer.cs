@@ -60,6 +60,7 @@ public sealed class EllaServer : IAsyncDisposable
             await next(ctx);
         });
         OpenAiImagesApi.Map(_app, s);
+        OpenAiImageEditsApi.Map(_app, s);
         Automatic1111Api.Map(_app, s);
         JobsApi.Map(_app, s);
         _app.MapGet("/v1/files/{name}", Http.Handle(async ctx =>

@@ -23,8 +23,8 @@ public sealed record ServerOptions
     public string? OutputDir { get; init; }
     /// <summary>Longest accepted prompt or negative prompt, in characters.</summary>
     public int MaxPromptChars { get; init; } = 4000;
-    /// <summary>Largest request body; larger bodies get 413.</summary>
-    public long MaxBodyBytes { get; init; } = 1 << 20;
+    /// <summary>Largest request body; larger bodies get 413. Room for an init image and a mask (base64 or uploads).</summary>
+    public long MaxBodyBytes { get; init; } = 32 << 20;
     /// <summary>How long <c>response_format: url</c> images stay downloadable from /v1/files/….</summary>
     public TimeSpan FileTtl { get; init; } = TimeSpan.FromHours(1);
     /// <summary>Most images kept for /v1/files at once (oldest dropped first).</summary>

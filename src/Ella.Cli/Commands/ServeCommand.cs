@@ -20,9 +20,10 @@ public static class ServeCommand
         var shutdownTimeout = new Option<double>("--shutdown-timeout") { Description = "Seconds the running job may take to finish on SIGTERM before it is cancelled", DefaultValueFactory = _ => 30 };
         var outputDir = new Option<string?>("--output-dir") { Description = "Also keep every generated PNG here (<job id>-<i>.png)" };
         var negative = new Option<string>("--negative-prompt") { Description = "Default negative prompt of requests that give none", DefaultValueFactory = _ => "" };
+        var loraDir = new Option<string?>("--lora-dir") { Description = "Folder of LoRA files (name.safetensors) that requests may use: <lora:name:0.8> prompt tags, a 'loras' field, GET /sdapi/v1/loras" };
         var command = new Command("serve", "Serve the OpenAI and Automatic1111 image APIs and a web page over one loaded pipeline")
         {
-            host, port, apiKey, maxQueue, jobTimeout, maxPixels, shutdownTimeout, outputDir, negative,
+            host, port, apiKey, maxQueue, jobTimeout, maxPixels, shutdownTimeout, outputDir, negative, loraDir,
         };
         o.AddTo(command);
         command.SetAction(p => Run(ctx, o, p, new ServerOptions
@@ -32,7 +33,7 @@ public static class ServeCommand
             MaxQueue = p.GetValue(maxQueue), JobTimeout = Seconds(p.GetValue(jobTimeout), "--job-timeout"), MaxPixels = p.GetValue(maxPixels),
             ShutdownTimeout = Seconds(p.GetValue(shutdownTimeout), "--shutdown-timeout", allowZero: true), OutputDir = p.GetValue(outputDir),
             DTypeName = p.GetValue(o.DType)!,
-        }, p.GetValue(negative)!));
+        }, p.GetValue(negative)!, p.GetValue(loraDir)));
         return command;
     }
 
@@ -40,8 +41,9 @@ public static class ServeCommand
         double.IsFinite(value) && (value > 0 || (allowZero && value == 0)) ? TimeSpan.FromSeconds(value)
             : throw new EllaException($"{flag} must be a positive number of seconds, got {value}");
 
-    static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, ServerOptions server, string negative)
+    static int Run(CliContext ctx, PipelineCliOptions o, ParseResult p, ServerOptions server, string negative, string? loraDir)
     {
+        if (loraDir != null && !Directory.Exists(loraDir)) throw new EllaException($"--lora-dir {loraDir}: folder not found");
         if (!(server.Host == "localhost" || IPAddress.TryParse(server.Host, out _)))
             throw new EllaException($"--host {server.Host}: not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1) or localhost");
         if (server.Port is < 0 or > 65535) throw new EllaException($"--port must be 0–65535, got {server.Port}");
@@ -55,7 +57,7 @@ public static class ServeCommand
         var modes = ellaGiven ? new[] { mode, GenerationMode.Ella } : [mode];
         var load = o.LoadOptions(p, modes);
         load = load with { LoadClip = load.LoadClip || HasClip(load.StableDiffusion, load.ClipTokenizer) };
-        var defaults = o.Request(p, [], negative, mode);
+        var defaults = o.Request(p, [], negative, mode) with { LoraDirectory = loraDir == null ? null : Path.GetFullPath(loraDir) };
         server = server with
         {
             Defaults = defaults,

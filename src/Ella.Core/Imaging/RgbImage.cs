@@ -128,33 +128,60 @@ public sealed class RgbImage
     /// </summary>
     public static RgbImage Load(string path, long? maxPixels = null)
     {
-        long limit = maxPixels ?? MaxPixels;
         if (Directory.Exists(path)) throw new EllaException($"{path}: is a folder, not an image");
         if (!File.Exists(path)) throw new EllaException($"{path}: image not found");
         if (new FileInfo(path).Length == 0) throw new EllaException($"{path}: empty file (0 bytes), not an image");
         using var stream = File.OpenRead(path);
+        return Decode(stream, path, maxPixels).Image;
+    }
+
+    /// <summary>
+    /// Decodes PNG or JPEG bytes (an upload, a base64 field) as <see cref="Load"/> decodes a file; <paramref name="name"/>
+    /// names the source in errors. Also returns the alpha channel (width × height bytes, EXIF-oriented) when the image
+    /// has one, or null for an opaque image.
+    /// </summary>
+    public static (RgbImage Image, byte[]? Alpha) Decode(byte[] data, string name, long? maxPixels = null)
+    {
+        if (data.Length == 0) throw new EllaException($"{name}: empty (0 bytes), not an image");
+        using var stream = new MemoryStream(data, writable: false);
+        return Decode(stream, name, maxPixels);
+    }
+
+    static (RgbImage Image, byte[]? Alpha) Decode(Stream stream, string name, long? maxPixels)
+    {
+        long limit = maxPixels ?? MaxPixels;
         using var codec = SKCodec.Create(stream, out var created)
-                          ?? throw new EllaException($"{path}: not a readable PNG or JPEG image ({created})");
+                          ?? throw new EllaException($"{name}: not a readable PNG or JPEG image ({created})");
         var info = codec.Info;
         long pixels = (long)info.Width * info.Height;
-        if (info.Width <= 0 || info.Height <= 0) throw new EllaException($"{path}: the image header gives a size of {info.Width}×{info.Height}");
+        if (info.Width <= 0 || info.Height <= 0) throw new EllaException($"{name}: the image header gives a size of {info.Width}×{info.Height}");
         if (pixels > limit)
-            throw new EllaException($"{path}: {info.Width}×{info.Height} is {pixels:N0} pixels, above the limit of {limit:N0} (--max-pixels); refused before decoding");
+            throw new EllaException($"{name}: {info.Width}×{info.Height} is {pixels:N0} pixels, above the limit of {limit:N0} (--max-pixels); refused before decoding");
         var target = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var bitmap = new SKBitmap(target);
         var result = codec.GetPixels(target, bitmap.GetPixels());
-        if (result == SKCodecResult.IncompleteInput) throw new EllaException($"{path}: the image file is truncated");
-        if (result != SKCodecResult.Success) throw new EllaException($"{path}: cannot decode the image ({result})");
+        if (result == SKCodecResult.IncompleteInput) throw new EllaException($"{name}: the image is truncated");
+        if (result != SKCodecResult.Success) throw new EllaException($"{name}: cannot decode the image ({result})");
         var rgba = bitmap.Bytes;
         var image = new RgbImage(info.Width, info.Height);
+        bool hasAlpha = info.AlphaType != SKAlphaType.Opaque;
+        var alpha = hasAlpha ? new RgbImage(info.Width, info.Height) : null;
         int stride = bitmap.RowBytes;
         for (int y = 0; y < image.Height; y++)
             for (int x = 0; x < image.Width; x++)
             {
                 int s = y * stride + x * 4, d = (y * image.Width + x) * 3;
                 image.Pixels[d] = rgba[s]; image.Pixels[d + 1] = rgba[s + 1]; image.Pixels[d + 2] = rgba[s + 2];
+                if (alpha != null) alpha.Pixels[d] = alpha.Pixels[d + 1] = alpha.Pixels[d + 2] = rgba[s + 3];
             }
-        return image.Oriented(codec.EncodedOrigin);
+        byte[]? alphaBytes = null;
+        if (alpha != null)
+        {
+            var oriented = alpha.Oriented(codec.EncodedOrigin);
+            alphaBytes = new byte[oriented.Width * oriented.Height];
+            for (int i = 0; i < alphaBytes.Length; i++) alphaBytes[i] = oriented.Pixels[i * 3];
+        }
+        return (image.Oriented(codec.EncodedOrigin), alphaBytes);
     }
 
     /// <summary>The image as displayed under an EXIF orientation (1–8).</summary>

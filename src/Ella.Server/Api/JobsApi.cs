@@ -18,7 +18,7 @@ public static class JobsApi
         {
             var f = await JsonFields.ReadAsync(ctx.Request, ctx.RequestAborted);
             var spec = OpenAiImagesApi.Parse(f, s.Options, "url");
-            spec.Check(s.Options, s.Queue.Pipeline);
+            spec.Check(s.Options, s.Queue.Pipeline, imageParam: "init_image");
             var job = s.NewJob(spec, "jobs", ctx);
             s.Queue.Submit(job);
             ctx.Response.StatusCode = StatusCodes.Status202Accepted;

@@ -1,12 +1,15 @@
 using Ella.Pipelines;
 using Ella.Server.Jobs;
+using Ella.Server.Tools;
 
 namespace Ella.Server.Api;
 
 /// <summary>
 /// The OpenAI Images API: <c>POST /v1/images/generations</c> and <c>GET /v1/models</c>. Standard fields: prompt, n,
 /// size ("WxH"), response_format (b64_json, the default, or url), model (any name: one model is loaded). Extensions:
-/// negative_prompt, steps, guidance_scale, seed, scheduler (ours or A1111's sampler names), mode (ella|clip|ella+clip).
+/// negative_prompt, steps, guidance_scale, seed, scheduler (ours or A1111's sampler names), mode (ella|clip|ella+clip),
+/// loras (names in --lora-dir), and init_image / mask (base64; white = repaint) / strength for img2img and inpainting.
+/// <c>POST /v1/images/edits</c> is in <see cref="OpenAiImageEditsApi"/>.
 /// </summary>
 public static class OpenAiImagesApi
 {
@@ -40,8 +43,14 @@ public static class OpenAiImagesApi
     {
         var fields = await JsonFields.ReadAsync(ctx.Request, ctx.RequestAborted);
         var spec = Parse(fields, s.Options, "b64_json");
-        spec.Check(s.Options, s.Queue.Pipeline);
-        var job = s.NewJob(spec, "openai", ctx);
+        spec.Check(s.Options, s.Queue.Pipeline, imageParam: "init_image");
+        await Respond(s, ctx, spec, "openai");
+    }
+
+    /// <summary>Runs a checked spec as a job the request owns and writes OpenAI's images response.</summary>
+    public static async Task Respond(ServerContext s, HttpContext ctx, ImageSpec spec, string api)
+    {
+        var job = s.NewJob(spec, api, ctx);
         s.Queue.Submit(job);
         ctx.Response.Headers["X-Ella-Job-Id"] = job.Id;
         await Http.AwaitOwnedJob(ctx, job);
@@ -65,6 +74,9 @@ public static class OpenAiImagesApi
         string format = f.String("response_format") ?? defaultFormat;
         if (format is not ("b64_json" or "url")) throw ApiError.BadRequest($"unknown response_format '{format}' (b64_json, url)", "response_format");
         long? seed = f.Integer("seed", -1, (1L << 53) - 1);
+        var init = f.String("init_image") is { } i ? RequestImages.FromBase64(i, "init_image", o.MaxPixels).Image : null;
+        var mask = f.String("mask") is { } m ? RequestImages.FromBase64(m, "mask", o.MaxPixels).Image : null;
+        if (init != null && !f.Has("size")) (w, h) = RequestImages.SizeOf(init, "init_image");
         return new ImageSpec
         {
             Prompt = prompt,
@@ -76,6 +88,8 @@ public static class OpenAiImagesApi
             Scheduler = ImageSpec.ParseScheduler(f.String("scheduler"), d.Scheduler, "scheduler"),
             Mode = ImageSpec.ParseMode(f.String("mode"), d.Mode),
             ResponseFormat = format,
+            InitImage = init, Mask = mask, Strength = f.Number("strength", 0, 1),
+            Loras = RequestLoras.Parse(f, d.LoraDirectory),
         };
     }
 

@@ -1,3 +1,5 @@
+using Ella.Imaging;
+using Ella.Lora;
 using Ella.Pipelines;
 using Ella.Server.Api;
 
@@ -19,6 +21,14 @@ public sealed record ImageSpec
     public required GenerationMode Mode { get; init; }
     /// <summary>"b64_json" or "url".</summary>
     public string ResponseFormat { get; init; } = "b64_json";
+    /// <summary>img2img / inpainting: the image to start from.</summary>
+    public RgbImage? InitImage { get; init; }
+    /// <summary>Inpainting mask (white = repaint), the init image's size.</summary>
+    public RgbImage? Mask { get; init; }
+    /// <summary>How far the init image is noised, in (0, 1]; null: the pipeline's default.</summary>
+    public double? Strength { get; init; }
+    /// <summary>LoRA files (resolved in the server's --lora-dir) merged for this request only.</summary>
+    public IReadOnlyList<LoraSpec> Loras { get; init; } = [];
 
     public const int MaxCount = 8;
     public const int MaxSteps = 150;
@@ -28,12 +38,17 @@ public sealed record ImageSpec
     {
         Prompts = [Prompt], NegativePrompt = NegativePrompt, BatchSize = Count, Width = Width, Height = Height,
         Steps = Steps, GuidanceScale = GuidanceScale, Seed = Seed, Scheduler = Scheduler, Mode = Mode,
-        PromptEmbeds = null, NegativePromptEmbeds = null,
+        PromptEmbeds = null, NegativePromptEmbeds = null, InitImage = InitImage, Mask = Mask, Strength = Strength, Loras = Loras,
     };
 
     /// <summary>The checks that depend on the server's limits and on what the pipeline loaded; 400s name the field.</summary>
-    public void Check(ServerOptions options, EllaPipeline? pipeline, string sizeParam = "size", string? heightParam = null, string modeParam = "mode")
+    public void Check(ServerOptions options, EllaPipeline? pipeline, string sizeParam = "size", string? heightParam = null, string modeParam = "mode",
+        string imageParam = "image", string maskParam = "mask", string strengthParam = "strength")
     {
+        if (Mask != null && InitImage == null) throw ApiError.BadRequest($"'{maskParam}' needs '{imageParam}' (the image to inpaint)", maskParam, "missing_required_parameter");
+        if (Mask != null && (Mask.Width != InitImage!.Width || Mask.Height != InitImage.Height))
+            throw ApiError.BadRequest($"'{maskParam}' is {Mask.Width}×{Mask.Height} but '{imageParam}' is {InitImage.Width}×{InitImage.Height}; they must be the same size", maskParam);
+        if (Strength is { } st && (double.IsNaN(st) || st <= 0 || st > 1)) throw ApiError.BadRequest($"'{strengthParam}' must be in (0, 1], got {st}", strengthParam);
         if (string.IsNullOrWhiteSpace(Prompt)) throw ApiError.BadRequest("'prompt' is required and must not be empty", "prompt", "missing_required_parameter");
         if (heightParam == null && (Width <= 0 || Height <= 0 || Width % 8 != 0 || Height % 8 != 0))
             throw ApiError.BadRequest($"{sizeParam} {Width}x{Height}: width and height must be positive multiples of 8", sizeParam);
@@ -46,6 +61,8 @@ public sealed record ImageSpec
         if (pipeline == null) return;
         if (GenerationModes.UsesElla(Mode) && pipeline.Connector == null)
             throw ApiError.BadRequest($"mode '{GenerationModes.Name(Mode)}' needs the ELLA connector, which this server did not load", modeParam, "unsupported_value");
+        if (pipeline.StableDiffusion.Unet.Config.InChannels == 9 && Mask == null)
+            throw ApiError.BadRequest($"this server's UNet is an inpainting UNet (in_channels 9): send '{imageParam}' and '{maskParam}'", maskParam, "missing_required_parameter");
         if (GenerationModes.UsesClip(Mode) && pipeline.StableDiffusion.TextEncoder == null)
             throw ApiError.BadRequest($"mode '{GenerationModes.Name(Mode)}' needs the CLIP text encoder, which this server did not load", modeParam, "unsupported_value");
     }
