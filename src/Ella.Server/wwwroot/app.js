@@ -1,9 +1,12 @@
-// EllaSharp web page: talks to this server's /v1/jobs (Server-Sent Events for progress) with the OpenAI request fields.
+// EllaSharp web page: talks to this server's /v1/jobs (Server-Sent Events for progress) with the OpenAI request fields,
+// plus init_image / mask / strength (img2img and inpainting) and loras (from GET /sdapi/v1/loras).
 'use strict';
 const $ = id => document.getElementById(id);
 const HISTORY_KEY = 'ella.history', SETTINGS_KEY = 'ella.settings', KEY_KEY = 'ella.apiKey', HISTORY_MAX = 40;
 const fields = ['prompt', 'negative', 'mode', 'scheduler', 'steps', 'guidance', 'seed', 'width', 'height', 'batch'];
 let running = null; // { ids: [...], controllers: [...] }
+// img2img / inpainting: the init image (data URL, sent as it was loaded) and whether a mask was painted or uploaded.
+const tool = { image: null, width: 0, height: 0, masked: false };
 
 function apiKey() { return localStorage.getItem(KEY_KEY) || ''; }
 function headers(json) {
@@ -34,7 +37,9 @@ function showError(e) {
   let text;
   if (e.status === 400 || e.status === 413) {
     text = `Invalid request: ${e.message}`;
-    const input = { prompt: 'prompt', negative_prompt: 'negative', steps: 'steps', guidance_scale: 'guidance', seed: 'seed', size: 'width', n: 'batch', mode: 'mode', scheduler: 'scheduler' }[e.param];
+    const input = { prompt: 'prompt', negative_prompt: 'negative', steps: 'steps', guidance_scale: 'guidance', seed: 'seed', size: 'width', n: 'batch', mode: 'mode', scheduler: 'scheduler',
+      init_image: 'init-image', mask: 'mask-file', strength: 'strength', loras: 'lora' }[e.param];
+    if (['init_image', 'mask', 'strength', 'loras'].includes(e.param)) $('tools').open = true;
     if (input) { $(input).classList.add('invalid'); if (e.param === 'size') $('height').classList.add('invalid'); }
   } else if (e.status === 401) {
     text = 'This server needs an API key (401): enter it below.';
@@ -57,6 +62,100 @@ function settings() {
     steps: parseInt($('steps').value, 10), guidance_scale: parseFloat($('guidance').value),
     seed: Number.isFinite(seed) ? seed : -1, size: `${$('width').value}x${$('height').value}`, n: parseInt($('batch').value, 10),
   };
+}
+
+// The fields of the image tools: sent with a job, never saved with the settings (images are large).
+function toolFields() {
+  const f = {};
+  if (tool.image) {
+    f.init_image = tool.image;
+    if (tool.masked) f.mask = exportMask();
+    const strength = parseFloat($('strength').value);
+    if (Number.isFinite(strength)) f.strength = strength;
+  }
+  if ($('lora').value) f.loras = [{ name: $('lora').value, weight: parseFloat($('lora-weight').value) || 1 }];
+  return f;
+}
+
+function readImage(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => {
+      const img = new Image();
+      img.onload = () => resolve({ img, url: reader.result });
+      img.onerror = () => reject(new Error(`${file.name}: not an image this browser can read`));
+      img.src = reader.result;
+    };
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function loadInitImage(file) {
+  try {
+    const { img, url } = await readImage(file);
+    tool.image = url; tool.width = img.naturalWidth; tool.height = img.naturalHeight;
+    for (const id of ['init-canvas', 'mask-canvas']) { $(id).width = tool.width; $(id).height = tool.height; }
+    $('init-canvas').getContext('2d').drawImage(img, 0, 0);
+    clearMask();
+    // The server generates at the image's size rounded down to a multiple of 8 unless told otherwise.
+    $('width').value = Math.max(8, Math.floor(tool.width / 8) * 8); $('height').value = Math.max(8, Math.floor(tool.height / 8) * 8);
+    $('canvas-box').hidden = false; $('init-clear').hidden = false;
+    showError(null);
+  } catch (e) { removeInitImage(); showError(e); }
+}
+
+function removeInitImage() {
+  tool.image = null; tool.masked = false;
+  $('init-image').value = ''; $('mask-file').value = '';
+  $('canvas-box').hidden = true; $('init-clear').hidden = true;
+}
+
+function clearMask() {
+  $('mask-canvas').getContext('2d').clearRect(0, 0, $('mask-canvas').width, $('mask-canvas').height);
+  tool.masked = false; $('mask-file').value = '';
+}
+
+// Painted strokes are opaque (pink) on a transparent overlay; an uploaded mask is drawn the same way (its white = repaint).
+function paintAt(event) {
+  const canvas = $('mask-canvas'), rect = canvas.getBoundingClientRect();
+  const x = (event.clientX - rect.left) * canvas.width / rect.width, y = (event.clientY - rect.top) * canvas.height / rect.height;
+  const r = parseInt($('brush').value, 10) * canvas.width / 256;
+  const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#ff4f7b'; ctx.beginPath(); ctx.arc(x, y, Math.max(0.5, r), 0, 2 * Math.PI); ctx.fill();
+  tool.masked = true;
+}
+
+async function loadMaskFile(file) {
+  try {
+    const { img } = await readImage(file);
+    if (img.naturalWidth !== tool.width || img.naturalHeight !== tool.height)
+      throw new Error(`the mask is ${img.naturalWidth}×${img.naturalHeight} but the image is ${tool.width}×${tool.height}; they must be the same size`);
+    const canvas = $('mask-canvas'), ctx = canvas.getContext('2d');
+    const scratch = document.createElement('canvas'); scratch.width = tool.width; scratch.height = tool.height;
+    const sctx = scratch.getContext('2d'); sctx.drawImage(img, 0, 0);
+    const data = sctx.getImageData(0, 0, tool.width, tool.height);
+    for (let i = 0; i < data.data.length; i += 4) {
+      const white = data.data[i] + data.data[i + 1] + data.data[i + 2] > 3 * 127;
+      data.data[i] = 255; data.data[i + 1] = 79; data.data[i + 2] = 123; data.data[i + 3] = white ? 255 : 0;
+    }
+    ctx.putImageData(data, 0, 0);
+    tool.masked = true;
+    showError(null);
+  } catch (e) { $('mask-file').value = ''; showError(e); }
+}
+
+// The mask as the server reads it: an opaque PNG, white where painted, black elsewhere.
+function exportMask() {
+  const src = $('mask-canvas');
+  const out = document.createElement('canvas'); out.width = src.width; out.height = src.height;
+  const painted = src.getContext('2d').getImageData(0, 0, src.width, src.height);
+  for (let i = 0; i < painted.data.length; i += 4) {
+    const v = painted.data[i + 3] >= 128 ? 255 : 0;
+    painted.data[i] = painted.data[i + 1] = painted.data[i + 2] = v; painted.data[i + 3] = 255;
+  }
+  out.getContext('2d').putImageData(painted, 0, 0);
+  return out.toDataURL('image/png');
 }
 
 function applySettings(s) {
@@ -146,7 +245,7 @@ async function generate() {
   setRunning(true);
   const request = settings();
   try {
-    const result = await runJob(request, '', progressReporter(1));
+    const result = await runJob({ ...request, ...toolFields() }, '', progressReporter(1));
     const entries = entriesOf(result, request);
     addToHistory(entries);
     $('status').textContent = `done · seed ${result.seed} · ${result.run_seconds.toFixed(1)} s`;
@@ -171,7 +270,7 @@ async function compare() {
   const one = async (mode, slot, label) => {
     const request = { ...base, mode };
     try {
-      const result = await runJob(request, label, report);
+      const result = await runJob({ ...request, ...toolFields() }, label, report);
       const [entry] = entriesOf(result, request);
       $(slot).replaceChildren(imageOf(entry));
       addToHistory([entry]);
@@ -257,6 +356,10 @@ async function loadModel() {
     applySettings({ steps: d.steps, guidance_scale: d.guidance_scale, scheduler: d.scheduler, mode: d.mode, size: d.size, negative_prompt: d.negative_prompt });
     applySettings(saved);
     if (!modes.has($('mode').value)) $('mode').value = d.mode;
+    const loras = await (await api('/sdapi/v1/loras')).json();
+    $('lora').replaceChildren(new Option('none', ''), ...loras.map(l => new Option(l.name, l.name)));
+    $('lora').disabled = loras.length === 0;
+    $('lora').title = loras.length === 0 ? 'no LoRAs: start the server with --lora-dir' : '';
     showError(null);
   } catch (e) {
     $('model').textContent = 'not connected';
@@ -273,6 +376,12 @@ document.addEventListener('DOMContentLoaded', () => {
   $('key-button').addEventListener('click', () => { $('key-box').hidden = !$('key-box').hidden; $('api-key').value = apiKey(); });
   $('key-save').addEventListener('click', () => { localStorage.setItem(KEY_KEY, $('api-key').value.trim()); $('key-box').hidden = true; loadModel(); });
   document.addEventListener('keydown', e => { if (e.key === 'Escape') $('lightbox').hidden = true; });
+  $('init-image').addEventListener('change', e => { if (e.target.files[0]) loadInitImage(e.target.files[0]); });
+  $('init-clear').addEventListener('click', removeInitImage);
+  $('mask-file').addEventListener('change', e => { if (e.target.files[0]) loadMaskFile(e.target.files[0]); });
+  $('mask-clear').addEventListener('click', clearMask);
+  $('mask-canvas').addEventListener('pointerdown', e => { $('mask-canvas').setPointerCapture(e.pointerId); paintAt(e); });
+  $('mask-canvas').addEventListener('pointermove', e => { if (e.buttons & 1) paintAt(e); });
   renderGallery(loadHistory());
   loadModel();
 });
