@@ -19,6 +19,7 @@ public readonly record struct StepResult(double Loss, double GradNorm, double Lr
 /// <summary>
 /// One connector training step: the frozen UNet (eval mode, no parameter gradients, in the model dtype) predicts from
 /// noisy latents and the connector's condition; gradients flow through the UNet's activations into the connector only.
+/// Given <c>trainable</c> parameters instead (a UNet LoRA's), the connector is frozen too and only those are trained.
 /// The connector keeps float32 master weights and AdamW state (torch.optim.AdamW semantics); its output is cast to the
 /// model dtype (bf16 mixed precision). Gradient accumulation sums micro-batch losses divided by their count; the
 /// global gradient norm is clipped as clip_grad_norm_ does.
@@ -39,7 +40,7 @@ public sealed class ConnectorTrainer : IDisposable
 
     /// <param name="nullFeatures">the empty caption's features ([L, D] or [1, L, D]): what a dropped caption sees</param>
     public ConnectorTrainer(UNet2DConditionModel unet, ConnectorModule connector, DiffusionObjective objective, Tensor nullFeatures,
-        OptimizerSettings settings, ScalarType modelDtype = ScalarType.Float32, Device? device = null)
+        OptimizerSettings settings, ScalarType modelDtype = ScalarType.Float32, Device? device = null, IReadOnlyList<Parameter>? trainable = null)
     {
         _unet = unet;
         _connector = connector;
@@ -49,11 +50,20 @@ public sealed class ConnectorTrainer : IDisposable
         _device = device ?? CPU;
         unet.eval();
         foreach (var p in unet.parameters()) p.requires_grad = false;
-        connector.train();
-        _parameters = connector.parameters().ToList();
+        if (trainable is null)
+        {
+            connector.train();
+            _parameters = connector.parameters().ToList();
+        }
+        else
+        {
+            connector.eval();
+            foreach (var p in connector.parameters()) p.requires_grad = false;
+            _parameters = trainable.ToList();
+        }
         foreach (var p in _parameters)
         {
-            if (p.dtype != ScalarType.Float32) throw new EllaException("connector training needs float32 master weights");
+            if (p.dtype != ScalarType.Float32) throw new EllaException("training needs float32 master weights");
             p.requires_grad = true;
         }
         using (no_grad())

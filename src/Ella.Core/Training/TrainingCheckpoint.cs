@@ -22,10 +22,14 @@ public sealed class TrainingState
     [JsonPropertyName("batch")] public int Batch { get; set; }
     [JsonPropertyName("grad_accum")] public int GradAccum { get; set; }
     [JsonPropertyName("last_loss")] public double LastLoss { get; set; }
+    /// <summary>"connector", or "unet-lora" (then the checkpoint holds lora.safetensors and <see cref="Init"/> names the frozen connector).</summary>
+    [JsonPropertyName("target")] public string Target { get; set; } = "connector";
+    [JsonPropertyName("init")] public string? Init { get; set; }
 }
 
 /// <summary>
-/// <c>OUT/checkpoint-&lt;step&gt;/</c>: <c>connector.safetensors</c> (loadable by <c>ella generate --ella</c>),
+/// <c>OUT/checkpoint-&lt;step&gt;/</c>: <c>connector.safetensors</c> (loadable by <c>ella generate --ella</c>) or, for a
+/// UNet LoRA, <c>lora.safetensors</c> (loadable by <c>--lora</c>),
 /// <c>optimizer.bin</c> (AdamW state), <c>rng.safetensors</c> (the noise generator's state) and <c>state.json</c>
 /// (step, data position, LR schedule). Written into a hidden folder, then renamed: a checkpoint is whole or absent.
 /// </summary>
@@ -38,13 +42,17 @@ public static class TrainingCheckpoint
 
     /// <param name="connectorMetadata">extra safetensors metadata of the connector (e.g. <c>text_encoder</c>)</param>
     public static string Save(string output, TrainingState state, ConnectorModule connector, AdamW optimizer, Generator rng, int keepLast,
-        IReadOnlyDictionary<string, string>? connectorMetadata = null)
+        IReadOnlyDictionary<string, string>? connectorMetadata = null) =>
+        Save(output, state, dir => connector.Save(Path.Combine(dir, "connector.safetensors"), connectorMetadata), optimizer, rng, keepLast);
+
+    /// <param name="writeWeights">writes the trained weights into the (temporary) checkpoint folder</param>
+    public static string Save(string output, TrainingState state, Action<string> writeWeights, AdamW optimizer, Generator rng, int keepLast)
     {
         string final = PathFor(output, state.Step);
         string tmp = Path.Combine(output, $".{Prefix}{state.Step}.tmp-{Environment.ProcessId}");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        connector.Save(Path.Combine(tmp, "connector.safetensors"), connectorMetadata);
+        writeWeights(tmp);
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         using (var rngState = rng.get_state())
             SafetensorsWriter.Save(Path.Combine(tmp, "rng.safetensors"), [new("noise_generator", rngState)]);

@@ -19,6 +19,15 @@ public sealed class TrainingOptions
     public string? Output { get; set; }
     public string? Init { get; set; }
     public string ConnectorType { get; set; } = "tsc";
+    /// <summary>What is trained: the connector, or a UNet LoRA with the connector (from <see cref="Init"/>) frozen.</summary>
+    public string Target { get; set; } = "connector";
+    /// <summary>The LoRA's rank (<c>--target unet-lora</c>).</summary>
+    public int Rank { get; set; } = 4;
+    /// <summary>The LoRA's alpha: the update is scaled by alpha/rank (default: the rank, a scale of 1).</summary>
+    public double? LoraAlpha { get; set; }
+
+    public const string TargetConnector = "connector", TargetUNetLora = "unet-lora";
+    public bool TrainsLora => Target == TargetUNetLora;
     public int Blocks { get; set; } = 6;
     public int MaxSteps { get; set; } = 1000;
     public int Batch { get; set; } = 1;
@@ -58,6 +67,13 @@ public sealed class TrainingOptions
         if (!Modules.Ella.Connectors.Types.Contains(ConnectorType))
             throw new EllaException($"--connector '{ConnectorType}' is not known (choose one of: {string.Join(", ", Modules.Ella.Connectors.Types)})");
         void Positive(string flag, int v) { if (v < 1) throw new EllaException($"{flag} must be at least 1, got {v}"); }
+        if (Target is not (TargetConnector or TargetUNetLora)) throw new EllaException($"--target {Target}: choose {TargetConnector} or {TargetUNetLora}");
+        if (TrainsLora)
+        {
+            Positive("--rank", Rank);
+            if (LoraAlpha is { } a && !(a > 0)) throw new EllaException($"--lora-alpha must be positive, got {a}");
+            if (Init is null && Resume is null) throw new EllaException("--target unet-lora needs --init CONNECTOR: the trained ELLA connector the LoRA learns with (it stays frozen)");
+        }
         Positive("--max-steps", MaxSteps);
         Positive("--batch", Batch);
         Positive("--blocks", Blocks);

@@ -9,6 +9,7 @@ using Ella.Schedulers;
 using Ella.Text;
 using Ella.TextEncoders;
 using Ella.Training.Data;
+using Ella.Training.UNetLora;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -43,6 +44,14 @@ public sealed class TrainingRun
         _o.Validate();
         string output = _o.Output ?? _o.Resume!;
         (string Path, TrainingState State)? resume = _o.Resume is null ? null : TrainingCheckpoint.Latest(_o.Resume);
+        if (resume is { } resumed && resumed.State.Target != _o.Target)
+        {
+            if (_o.Target != TrainingOptions.TargetConnector)
+                throw new EllaException($"--resume {_o.Resume}: that run trains a {resumed.State.Target}, not a {_o.Target}");
+            _o.Target = resumed.State.Target; // --resume alone continues whatever the run trains
+        }
+        bool lora = _o.TrainsLora;
+        string? init = _o.Init ?? (lora ? resume?.State.Init : null);
 
         // The text encoder: --text-encoder, else the cache's, else t5; a cache made with another encoder is refused.
         var cache = _o.Cache is null ? null : FeatureCache.Open(_o.Cache, m => _log.WriteLine(m));
@@ -58,10 +67,12 @@ public sealed class TrainingRun
         if (needEncoder && kind == TextEncoderKind.T5 && _o.T5 is null)
             throw new EllaException(cached is null ? "--data needs --t5 to encode the captions with the t5 text encoder (or choose --text-encoder minilm|arctic-xs)"
                 : $"--validation-prompts needs --t5: the cache {_o.Cache} holds t5 features");
-        if (resume is { } previous && ConnectorMetadata.TextEncoderKindOf(Path.Combine(previous.Path, "connector.safetensors")) is { } trainedOn && trainedOn != kind)
+        if (resume is { } previous && !lora && ConnectorMetadata.TextEncoderKindOf(Path.Combine(previous.Path, "connector.safetensors")) is { } trainedOn && trainedOn != kind)
             throw new EllaException($"--resume {_o.Resume}: the run's connector reads {TextEncoderKinds.Name(trainedOn)} features, but this run's text encoder is {kindName}");
-        if (resume is null && _o.Init is not null && ConnectorMetadata.TextEncoderKindOf(_o.Init) is { } initOn && initOn != kind)
+        if (resume is null && !lora && _o.Init is not null && ConnectorMetadata.TextEncoderKindOf(_o.Init) is { } initOn && initOn != kind)
             _log.WriteLine($"warning: --init {_o.Init} was trained on {TextEncoderKinds.Name(initOn)} features; this run trains it on {kindName} features");
+        if (lora && init is not null && ConnectorMetadata.TextEncoderKindOf(ModelLocator.EllaFile(init)) is { } readsKind && readsKind != kind)
+            throw new EllaException($"--init {init}: the connector reads {TextEncoderKinds.Name(readsKind)} features, but this run's text encoder is {kindName}");
 
         if (kind != TextEncoderKind.T5 && _o.T5 is not null) _log.WriteLine($"warning: --t5 {_o.T5} is not used: the text encoder is {kindName}");
 
@@ -101,15 +112,15 @@ public sealed class TrainingRun
         int cross = unet.Config.CrossAttentionDim;
         ConnectorModule connector;
         string connectorFrom;
-        if (resume is { } r)
+        if (resume is { } r && !lora)
         {
             connector = Connectors.FromPretrained(Path.Combine(r.Path, "connector.safetensors"), ScalarType.Float32, _o.Device);
             connectorFrom = r.Path;
         }
-        else if (_o.Init is not null)
+        else if (init is not null)
         {
-            connector = Connectors.FromPretrained(ModelLocator.EllaFile(_o.Init), ScalarType.Float32, _o.Device);
-            connectorFrom = _o.Init;
+            connector = Connectors.FromPretrained(ModelLocator.EllaFile(init), ScalarType.Float32, _o.Device);
+            connectorFrom = init;
         }
         else
         {
@@ -130,15 +141,22 @@ public sealed class TrainingRun
         if (inputDim != source.TextFeatureDim)
             throw new EllaException($"{connectorFrom}: the connector reads {inputDim}-wide text features but the text encoder gives {source.TextFeatureDim}");
 
+        // A UNet LoRA: hooks on the UNet's attention projections; the connector stays as loaded.
+        using var adapter = lora ? new UNetLoraAdapter(unet, _o.Rank, _o.LoraAlpha ?? _o.Rank, new Generator((ulong)_o.Seed + 1), _o.Device) : null;
+        if (adapter != null && resume is { } fromCheckpoint) adapter.Load(Path.Combine(fromCheckpoint.Path, "lora.safetensors"));
         var objective = DiffusionObjective.FromConfig(sd.SchedulerConfig, _o.SnrGamma);
         var settings = new OptimizerSettings(_o.Lr, _o.WeightDecay, MaxGradNorm: _o.MaxGradNorm);
-        using var trainer = new ConnectorTrainer(unet, connector, objective, source.NullTextFeatures, settings, _o.DType, _o.Device);
+        using var trainer = new ConnectorTrainer(unet, connector, objective, source.NullTextFeatures, settings, _o.DType, _o.Device, adapter?.Parameters);
+        var loraMetadata = new Dictionary<string, string>(connectorMetadata) { ["ella_connector"] = init is null ? "" : Path.GetFileName(Path.GetFullPath(init).TrimEnd('/')) };
+        Action<string> writeWeights = adapter != null
+            ? dir => adapter.Save(Path.Combine(dir, "lora.safetensors"), loraMetadata)
+            : dir => connector.Save(Path.Combine(dir, "connector.safetensors"), connectorMetadata);
         var schedule = new LearningRateSchedule(_o.LrSchedule, _o.Lr, _o.WarmupSteps, _o.MaxSteps);
         var rng = new Generator((ulong)_o.Seed);
         var state = new TrainingState
         {
             Seed = _o.Seed, LrSchedule = _o.LrSchedule, Lr = _o.Lr, WarmupSteps = _o.WarmupSteps, MaxSteps = _o.MaxSteps,
-            Batch = _o.Batch, GradAccum = _o.GradAccum,
+            Batch = _o.Batch, GradAccum = _o.GradAccum, Target = _o.Target, Init = lora && init is not null ? Path.GetFullPath(init) : null,
         };
         if (resume is { } res)
         {
@@ -153,7 +171,10 @@ public sealed class TrainingRun
         TrimLog(logPath, state.Step);
         var stream = new SampleStream(source, _o.Seed, state.DataPosition);
 
-        _log.WriteLine($"training {connector.Config.ConnectorType} connector ({connector.parameters().Sum(p => p.NumberOfElements):N0} parameters, from {connectorFrom}) " +
+        string what = adapter != null
+            ? $"a rank-{adapter.Rank} UNet LoRA ({adapter.Parameters.Sum(p => p.NumberOfElements):N0} parameters on {adapter.Parameters.Count / 2} attention projections, alpha {adapter.Alpha}) with the frozen {connector.Config.ConnectorType} connector from {connectorFrom}"
+            : $"{connector.Config.ConnectorType} connector ({connector.parameters().Sum(p => p.NumberOfElements):N0} parameters, from {connectorFrom})";
+        _log.WriteLine($"training {what} " +
             $"on {source.Description} ({kindName} text features); UNet {sd.Name} in {DTypeName(_o.DType)}; {_o.MaxSteps} steps × {_o.Batch * _o.GradAccum} samples; output {output}");
         if (resume is not null) _log.WriteLine($"resumed from {resume.Value.Path} at step {state.Step}");
         string? lastCheckpoint = resume?.Path;
@@ -166,7 +187,7 @@ public sealed class TrainingRun
             {
                 if (cancellation.IsCancellationRequested)
                 {
-                    if (state.Step > lastSaved) lastCheckpoint = SaveCheckpoint(output, state, trainer, rng, connectorMetadata);
+                    if (state.Step > lastSaved) lastCheckpoint = SaveCheckpoint(output, state, trainer, rng, writeWeights);
                     _log.WriteLine($"interrupted at step {state.Step}; checkpoint {lastCheckpoint ?? "(none: no step finished)"}; continue with --resume {output}");
                     return TrainingOutcome.Interrupted;
                 }
@@ -207,15 +228,15 @@ public sealed class TrainingRun
                     $"step {step}/{_o.MaxSteps}  loss {result.Loss:F5}  grad_norm {result.GradNorm:F4}  lr {result.Lr:E2}  {samplesPerS:F2} samples/s  ETA {Duration(perStep * (_o.MaxSteps - step))}"));
                 if (step % _o.SaveEvery == 0 || step == _o.MaxSteps)
                 {
-                    lastCheckpoint = SaveCheckpoint(output, state, trainer, rng, connectorMetadata);
+                    lastCheckpoint = SaveCheckpoint(output, state, trainer, rng, writeWeights);
                     lastSaved = step;
                 }
                 if (validation.Count > 0 && ((_o.ValidateEvery > 0 && step % _o.ValidateEvery == 0) || step == _o.MaxSteps))
                     Validate(output, step, sd, connector, validation, source.NullTextFeatures);
             }
-            string final = Path.Combine(output, "connector.safetensors");
-            connector.Save(final, connectorMetadata);
-            _log.WriteLine($"done: {state.Step} steps; connector {final}" + (source.Skipped > 0 ? $"; {source.Skipped} samples skipped" : ""));
+            string final = Path.Combine(output, adapter != null ? "lora.safetensors" : "connector.safetensors");
+            writeWeights(output);
+            _log.WriteLine($"done: {state.Step} steps; {(adapter != null ? "LoRA" : "connector")} {final}" + (source.Skipped > 0 ? $"; {source.Skipped} samples skipped" : ""));
             return TrainingOutcome.Completed;
         }
         finally
@@ -225,9 +246,9 @@ public sealed class TrainingRun
         }
     }
 
-    string SaveCheckpoint(string output, TrainingState state, ConnectorTrainer trainer, Generator rng, IReadOnlyDictionary<string, string> connectorMetadata)
+    string SaveCheckpoint(string output, TrainingState state, ConnectorTrainer trainer, Generator rng, Action<string> writeWeights)
     {
-        string path = TrainingCheckpoint.Save(output, state, trainer.Connector, trainer.Optimizer, rng, _o.KeepLast, connectorMetadata);
+        string path = TrainingCheckpoint.Save(output, state, writeWeights, trainer.Optimizer, rng, _o.KeepLast);
         _log.WriteLine($"saved {path}");
         return path;
     }

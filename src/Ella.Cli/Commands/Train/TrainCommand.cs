@@ -48,15 +48,19 @@ public static class TrainCommand
         var randomFlip = new Option<bool>("--random-flip") { Description = "Random horizontal flip, live data only" };
         var maxLength = new Option<int>("--max-length") { Description = "Captions keep their own length, truncated to this many T5 tokens", DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "Intra-op threads (default: one per core)" };
+        var target = new Option<string>("--target") { Description = "What is trained: connector | unet-lora (a LoRA on the UNet's attention projections, the connector from --init frozen; written as OUT/lora.safetensors in the kohya layout)", DefaultValueFactory = _ => TrainingOptions.TargetConnector };
+        var rank = new Option<int>("--rank") { Description = "LoRA rank with --target unet-lora", DefaultValueFactory = _ => 4 };
+        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha (the update is scaled by alpha/rank); default: the rank" };
+        target.AcceptOnlyFromAmong(TrainingOptions.TargetConnector, TrainingOptions.TargetUNetLora);
         connector.AcceptOnlyFromAmong(Connectors.Types);
         lrSchedule.AcceptOnlyFromAmong(LearningRateSchedule.Kinds);
         dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
         textEncoder.AcceptOnlyFromAmong(TextEncoderKinds.Names);
-        var command = new Command("train", "Train an ELLA connector against a frozen Stable Diffusion UNet")
+        var command = new Command("train", "Train an ELLA connector against a frozen Stable Diffusion UNet (or, with --target unet-lora, a UNet LoRA with the connector frozen)")
         {
             sd, t5, textEncoder, cache, data, output, init, connector, blocks, maxSteps, batch, resolution, seed, snrGamma, captionDropout, maxGradNorm,
             lr, weightDecay, lrSchedule, warmup, gradAccum, dtype, device, saveEvery, keepLast, resume, validationPrompts, validateEvery, validationSteps,
-            randomCrop, randomFlip, maxLength, threads,
+            randomCrop, randomFlip, maxLength, threads, target, rank, loraAlpha,
         };
         command.Subcommands.Add(TrainCacheCommand.Create(ctx));
         command.Subcommands.Add(CreatePlot(ctx));
@@ -88,7 +92,10 @@ public static class TrainCommand
                 SaveEvery = p.GetValue(saveEvery), KeepLast = p.GetValue(keepLast), Resume = p.GetValue(resume),
                 ValidationPrompts = p.GetValue(validationPrompts), ValidateEvery = p.GetValue(validateEvery), ValidationSteps = p.GetValue(validationSteps),
                 RandomCrop = p.GetValue(randomCrop), RandomFlip = p.GetValue(randomFlip), MaxLength = p.GetValue(maxLength),
+                Target = p.GetValue(target)!, Rank = p.GetValue(rank), LoraAlpha = p.GetValue(loraAlpha),
             };
+            // The shapes world's LoRA is trained with the world's own connector unless --init names another.
+            if (options.TrainsLora && options.Init == null && options.Resume == null && world?.HasConnector == true) options.Init = world.ConnectorPath;
             if (options.MaxGradNorm is null && clip != 0) throw new EllaException($"--max-grad-norm {clip}: must be ≥ 0");
             if (clip < 0) throw new EllaException($"--max-grad-norm {clip}: must be ≥ 0 (0 = no clipping)");
             return Run(ctx, options);
