@@ -21,32 +21,11 @@ public sealed class TrainCommandTests : IDisposable
 
     static string Sd => Fixtures.PathOf("diffusion", "pipeline", "model");
 
-    string T5()
-    {
-        string t5 = Path.Combine(_dir, "t5");
-        if (Directory.Exists(t5)) return t5;
-        Directory.CreateDirectory(t5);
-        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Fixtures.PathOf("text", "t5", f), Path.Combine(t5, f));
-        File.Copy(Fixtures.PathOf("text", "t5-tokenizer", "spiece.model"), Path.Combine(t5, "spiece.model"));
-        return t5;
-    }
+    string T5() => TinyTrainingFiles.T5(_dir);
 
-    /// <summary>Three good image/caption pairs and a corrupt image.</summary>
-    string Data()
-    {
-        string d = Path.Combine(_dir, "data");
-        if (Directory.Exists(d)) return d;
-        Directory.CreateDirectory(d);
-        File.WriteAllBytes(Path.Combine(d, "a.png"), TestImages.Png(20, 16));
-        File.WriteAllText(Path.Combine(d, "a.txt"), "a red square");
-        File.WriteAllBytes(Path.Combine(d, "b.png"), TestImages.Gradient(16, 24, SkiaSharp.SKEncodedImageFormat.Png));
-        File.WriteAllText(Path.Combine(d, "b.txt"), "a colourful gradient with many shades");
-        File.WriteAllBytes(Path.Combine(d, "c.png"), Encoding.ASCII.GetBytes("not an image"));
-        File.WriteAllText(Path.Combine(d, "c.txt"), "broken");
-        File.WriteAllBytes(Path.Combine(d, "e.png"), TestImages.Png(24, 24, 128));
-        File.WriteAllText(Path.Combine(d, "e.txt"), "half transparent");
-        return d;
-    }
+    /// <summary>Two good image/caption pairs, a corrupt image and a half-transparent one.</summary>
+    string Data() => TinyTrainingFiles.Captions(_dir,
+        ("c.png", Encoding.ASCII.GetBytes("not an image"), "broken"), ("e.png", TestImages.Png(24, 24, 128), "half transparent"));
 
     string[] Common(string output, int steps) =>
         ["train", "--sd", Sd, "--t5", T5(), "--data", Data(), "--output", output, "--max-steps", steps.ToString(), "--batch", "2",

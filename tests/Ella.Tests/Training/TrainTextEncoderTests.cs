@@ -21,19 +21,7 @@ public sealed class TrainTextEncoderTests : IDisposable
         Directory.Delete(_dir, true);
     }
 
-    string Data()
-    {
-        string d = Path.Combine(_dir, "data");
-        if (Directory.Exists(d)) return d;
-        Directory.CreateDirectory(d);
-        File.WriteAllBytes(Path.Combine(d, "a.png"), TestImages.Png(20, 16));
-        File.WriteAllText(Path.Combine(d, "a.txt"), "a red square");
-        File.WriteAllBytes(Path.Combine(d, "b.png"), TestImages.Gradient(16, 24, SkiaSharp.SKEncodedImageFormat.Png));
-        File.WriteAllText(Path.Combine(d, "b.txt"), "a colourful gradient with many shades");
-        File.WriteAllBytes(Path.Combine(d, "c.png"), TestImages.Png(24, 24));
-        File.WriteAllText(Path.Combine(d, "c.txt"), "two blue circles above a green triangle");
-        return d;
-    }
+    string Data() => TinyTrainingFiles.Captions(_dir, ("c.png", TestImages.Png(24, 24), "two blue circles above a green triangle"));
 
     string Cache(string kind)
     {

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using Ella.Lora;
 using Ella.Modules.UNet;
@@ -24,27 +23,9 @@ public sealed class UNetLoraTrainingTests : IDisposable
 
     static string Sd => Fixtures.PathOf("diffusion", "pipeline", "model");
 
-    string T5()
-    {
-        string t5 = Path.Combine(_dir, "t5");
-        if (Directory.Exists(t5)) return t5;
-        Directory.CreateDirectory(t5);
-        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Fixtures.PathOf("text", "t5", f), Path.Combine(t5, f));
-        File.Copy(Fixtures.PathOf("text", "t5-tokenizer", "spiece.model"), Path.Combine(t5, "spiece.model"));
-        return t5;
-    }
+    string T5() => TinyTrainingFiles.T5(_dir);
 
-    string Data()
-    {
-        string d = Path.Combine(_dir, "data");
-        if (Directory.Exists(d)) return d;
-        Directory.CreateDirectory(d);
-        File.WriteAllBytes(Path.Combine(d, "a.png"), TestImages.Png(20, 16));
-        File.WriteAllText(Path.Combine(d, "a.txt"), "a red square");
-        File.WriteAllBytes(Path.Combine(d, "b.png"), TestImages.Gradient(16, 24, SkiaSharp.SKEncodedImageFormat.Png));
-        File.WriteAllText(Path.Combine(d, "b.txt"), "a colourful gradient");
-        return d;
-    }
+    string Data() => TinyTrainingFiles.Captions(_dir);
 
     /// <summary>A connector trained for one step: what the LoRA runs learn with.</summary>
     string Connector()
