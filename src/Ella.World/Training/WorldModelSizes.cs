@@ -11,7 +11,7 @@ namespace Ella.World.Training;
 public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int UNetLayersPerBlock, int Width, int ClipLayers, int ConnectorBlocks)
 {
     /// <summary>The shipped sizes.</summary>
-    public static WorldModelSizes Default => new([16, 32, 64], [32, 64, 128], 2, 96, 3, 6);
+    public static WorldModelSizes Default => new([16, 32, 64], [32, 64, 128], 1, 96, 3, 6);
 
     /// <summary>Tiny sizes for tests (seconds per stage).</summary>
     public static WorldModelSizes Tiny => new([8, 16, 16], [16, 32, 32], 1, 32, 1, 1);

@@ -28,17 +28,18 @@ public static class WorldTrainCommand
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
         var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
         var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
-        var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 2)" };
+        var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 1)" };
+        var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the shipped recipe: 0.02; 1.0 makes the base read its words, see README)", DefaultValueFactory = _ => 0.02 };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
         var dtype = new Option<string>("--dtype")
         {
-            Description = "What the base stage's UNet computes in: auto (bf16 on a CPU with native bf16, else fp32) | fp32 | bf16. " +
-                          "bf16 is mixed precision: float32 master weights and optimizer state",
-            DefaultValueFactory = _ => "auto",
+            Description = "What the base stage's UNet computes in: fp32 (the shipped recipe) | bf16 | auto (bf16 on a CPU with native bf16, else fp32). " +
+                          "bf16 is mixed precision: float32 master weights and optimizer state; it changes the trained weights, so it is not the default",
+            DefaultValueFactory = _ => "fp32",
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, prediction, vaeFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -67,6 +68,7 @@ public static class WorldTrainCommand
                 WorkDir = p.GetValue(work)!, ModelDir = p.GetValue(output)!, ClipTokenizer = tok, Seed = p.GetValue(seed),
                 Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : WorldModelSizes.Default, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers)),
                 BaseComputeDtype = computeDtype.DType,
+                TokenEmbeddingStd = p.GetValue(tokenStd) is var std && double.IsFinite(std) && std > 0 ? std : throw new EllaException($"--token-embedding-std {p.GetValue(tokenStd)}: must be a positive number"),
                 Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
