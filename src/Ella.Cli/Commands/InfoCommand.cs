@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using System.CommandLine;
 using System.Reflection;
 using System.Text.Json;
@@ -57,6 +58,9 @@ public static class InfoCommand
                 },
                 ["threads"] = torch.get_num_threads(),
                 ["auto_dtype"] = DTypeChoice.Name(auto),
+                ["linear_kernel"] = LinearKernel.Name(LinearKernel.Current),
+                ["malloc"] = Native.MallocTuning.State,
+                ["malloc_reuse_faults"] = Native.MallocTuning.ReuseFaults(),
                 ["cuda_available"] = cuda,
                 ["cpu_capability"] = build.CpuCapability,
                 ["blas"] = build.Blas,
@@ -79,6 +83,9 @@ public static class InfoCommand
         o.WriteLine($"flags: {string.Join("  ", CpuInfo.KeyFlags.Select(f => $"{f} {(cpu.Has(f) ? "yes" : "no")}"))}");
         o.WriteLine($"threads: {torch.get_num_threads()} (default: one per physical core; --threads N overrides)");
         o.WriteLine($"dtype auto: {DTypeChoice.Name(auto)} ({autoWhy}){(cuda ? "; bf16 on CUDA" : "")}");
+        o.WriteLine($"fp32 inference linears: {LinearKernel.Name(LinearKernel.Current)} " +
+                    $"({(LinearKernel.Current == LinearKernelKind.OneDnnConv ? "oneDNN 1×1 convolutions: MKL's sgemm runs its AVX2 path on AMD CPUs with AVX-512" : "libtorch's MKL sgemm")}; ELLA_LINEAR_KERNEL=blas|onednn overrides)");
+        o.WriteLine($"malloc: {Native.MallocTuning.State}; a freed 64 MB tensor came back with {Native.MallocTuning.ReuseFaults()?.ToString() ?? "?"} page faults");
         o.WriteLine($"CUDA: {(cuda ? $"available ({torch.cuda.device_count()} device(s))" : "not available")}");
         o.WriteLine($"ATen CPU kernels: {build.CpuCapability ?? "unknown"}");
         o.WriteLine($"BLAS: {build.Blas ?? "not reported"}");

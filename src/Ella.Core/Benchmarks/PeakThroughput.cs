@@ -42,6 +42,22 @@ public static class PeakThroughput
         return new PeakMeasurement(gflops, $"conv 3×3 {channels} ch, {size}², batch {batch}", runs);
     }
 
+    /// <summary>
+    /// A float32 inference linear by one <see cref="Modules.Common.LinearKernelKind"/>: <paramref name="rows"/>×<paramref name="inFeatures"/> →
+    /// <paramref name="outFeatures"/> (default: the GEGLU projection of SD1.5's 64² transformer blocks, batch 2).
+    /// </summary>
+    public static PeakMeasurement Linear(Modules.Common.LinearKernelKind kind, long rows = 8192, long inFeatures = 320, long outFeatures = 2560, double minSeconds = 1.0)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(3);
+        using var linear = nn.Linear(inFeatures, outFeatures);
+        var x = randn([rows, inFeatures], generator: gen);
+        double flops = 2.0 * rows * inFeatures * outFeatures;
+        using var _ = torch.inference_mode();
+        var (gflops, runs) = Best(() => { using var y = Modules.Common.LinearKernel.Apply(linear, x, kind); }, flops, false, minSeconds);
+        return new PeakMeasurement(gflops, $"linear {rows}×{inFeatures} → {outFeatures}", runs);
+    }
+
     static (double Gflops, int Runs) Best(Action op, double flops, bool once, double minSeconds)
     {
         if (!once) op(); // warm-up: kernel selection, oneDNN primitive creation, page faults

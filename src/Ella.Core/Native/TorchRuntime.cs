@@ -5,7 +5,8 @@ namespace Ella.Native;
 /// <summary>
 /// Process-wide TorchSharp set-up. <see cref="Initialize"/> must run before the first tensor is created; every entry
 /// point (CLI, pipelines, tests) calls it. It makes sure libLibTorchSharp.so loads on older libstdc++ (the build already
-/// patches its output copy; this is the safety net for hosts that copied the library some other way), then sets threads.
+/// patches its output copy; this is the safety net for hosts that copied the library some other way), keeps freed
+/// memory for reuse (<see cref="MallocTuning"/>), then sets threads.
 /// </summary>
 public static class TorchRuntime
 {
@@ -36,6 +37,7 @@ public static class TorchRuntime
             if (!_initialized)
             {
                 EnsureNativeLibraryLoads();
+                MallocTuning.Apply();
                 _initialized = true;
                 if (threads is not > 0) torch.set_num_threads(Hardware.CpuInfo.Current.DefaultThreads);
             }

@@ -1,5 +1,6 @@
 using Ella.Benchmarks;
 using Ella.Hardware;
+using Ella.Modules.Common;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,6 +16,9 @@ public sealed class MachineProfile
     public required Dictionary<ScalarType, PeakMeasurement> Conv { get; init; }
     /// <summary>dtypes without native kernels here: decided from the flags, or from a measured peak far below fp32's.</summary>
     public required HashSet<ScalarType> Emulated { get; init; }
+    /// <summary>float32 inference linear rate per kernel (MKL's sgemm, oneDNN's 1×1 convolution), and the one in use.</summary>
+    public required Dictionary<LinearKernelKind, PeakMeasurement> Linear { get; init; }
+    public required LinearKernelKind LinearKernelInUse { get; init; }
 
     /// <summary>The best measured rate in a dtype (the higher of matmul and convolution), GFLOP/s.</summary>
     public double PeakGflops(ScalarType dtype) => Math.Max(Matmul[dtype].Gflops, Conv[dtype].Gflops);
@@ -43,8 +47,14 @@ public sealed class MachineProfile
             log.WriteLine($"  peak {DTypeChoice.Name(dtype)}: matmul {matmul[dtype].Gflops:F1} GFLOP/s ({matmul[dtype].Problem}), " +
                           $"conv {conv[dtype].Gflops:F1} GFLOP/s ({conv[dtype].Problem}){(emulated.Contains(dtype) ? ", emulated (no native kernels)" : "")}");
         }
+        var linear = new Dictionary<LinearKernelKind, PeakMeasurement>();
+        foreach (var kind in new[] { LinearKernelKind.Blas, LinearKernelKind.OneDnnConv })
+            linear[kind] = quick ? PeakThroughput.Linear(kind, rows: 512, inFeatures: 64, outFeatures: 256, minSeconds: 0.05) : PeakThroughput.Linear(kind);
+        log.WriteLine($"  fp32 linear ({linear[LinearKernelKind.Blas].Problem}): blas {linear[LinearKernelKind.Blas].Gflops:F1} GFLOP/s, " +
+                      $"onednn {linear[LinearKernelKind.OneDnnConv].Gflops:F1} GFLOP/s; in use: {LinearKernel.Name(LinearKernel.Current)}");
         return new MachineProfile
         {
+            Linear = linear, LinearKernelInUse = LinearKernel.Current,
             Cpu = cpu, Threads = torch.get_num_threads(), AutoDType = DTypeChoice.Auto(CPU, cpu),
             Matmul = matmul, Conv = conv, Emulated = emulated,
         };
@@ -61,6 +71,9 @@ public sealed class MachineProfile
         ["threads"] = Threads,
         ["matmul_gflops"] = Matmul.ToDictionary(kv => DTypeChoice.Name(kv.Key), kv => (object?)Math.Round(kv.Value.Gflops, 2)),
         ["conv_gflops"] = Conv.ToDictionary(kv => DTypeChoice.Name(kv.Key), kv => (object?)Math.Round(kv.Value.Gflops, 2)),
+        ["linear_gflops"] = Linear.ToDictionary(kv => LinearKernel.Name(kv.Key), kv => (object?)Math.Round(kv.Value.Gflops, 2)),
+        ["linear_kernel"] = LinearKernel.Name(LinearKernelInUse),
+        ["malloc_keeps_freed_memory"] = Native.MallocTuning.Applied,
         ["emulated_dtypes"] = Emulated.Select(DTypeChoice.Name).ToList(),
     };
 }

@@ -58,10 +58,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         if (group_norm is not null) hidden = group_norm.forward(hidden.transpose(1, 2)).transpose(1, 2);
         var kv = context ?? hidden;
         Tensor Heads(Tensor t) => t.view(b, -1, _heads, _dimHead).transpose(1, 2);
-        // call (not forward) runs the projections' hooks: a LoRA being trained adds its term there.
-        var q = Heads(to_q.call(hidden));
-        var k = Heads(to_k.call(kv));
-        var v = Heads(to_v.call(kv));
+        // LinearKernel calls the module (not forward) when autograd records, so hooks run: a LoRA being trained adds its term there.
+        var q = Heads(LinearKernel.Apply(to_q, hidden));
+        var k = Heads(LinearKernel.Apply(to_k, kv));
+        var v = Heads(LinearKernel.Apply(to_v, kv));
         var dtype = q.dtype;
         if (_upcast && dtype != ScalarType.Float32)
         {
@@ -71,7 +71,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         }
         var attn = AttentionKernel.Sdpa(q, k, v).to_type(dtype);
         var merged = attn.transpose(1, 2).reshape(b, -1, _heads * _dimHead);
-        var output = to_out[0].call(merged);
+        var output = LinearKernel.Apply(to_out[0], merged);
         if (spatial != null) output = output.transpose(1, 2).reshape(spatial);
         if (_residual) output = output + input;
         return output.MoveToOuterDisposeScope();

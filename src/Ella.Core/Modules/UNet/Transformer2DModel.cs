@@ -50,13 +50,16 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>
         foreach (var block in transformer_blocks) hidden = block.forward(hidden, context);
         if (!_linear)
         {
-            hidden = hidden.reshape(b, h, w, _inner).permute(0, 3, 1, 2).contiguous();
+            // Channels-last in, channels-last out (the permuted view already is); plain NCHW is made contiguous.
+            hidden = hidden.reshape(b, h, w, _inner).permute(0, 3, 1, 2);
+            if (!MemoryLayout.IsChannelsLast(x)) hidden = hidden.contiguous();
             hidden = proj_out.forward(hidden);
         }
         else
         {
             hidden = proj_out.forward(hidden);
-            hidden = hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous();
+            hidden = hidden.reshape(b, h, w, c).permute(0, 3, 1, 2);
+            if (!MemoryLayout.IsChannelsLast(x)) hidden = hidden.contiguous();
         }
         return (hidden + x).MoveToOuterDisposeScope();
     }
@@ -108,7 +111,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var h = ((Geglu)net[0]).forward(x);
-        return ((Linear)net[2]).forward(h);
+        return LinearKernel.Apply((Linear)net[2], h);
     }
 }
 
@@ -125,7 +128,7 @@ public sealed class Geglu : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var parts = proj.forward(x).chunk(2, -1);
+        var parts = LinearKernel.Apply(proj, x).chunk(2, -1);
         return (parts[0] * nn.functional.gelu(parts[1])).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using Ella.Modules.Common;
 using System.Globalization;
 using Ella.Weights;
 using TorchSharp;
@@ -50,7 +51,8 @@ public sealed class UNetLoraAdapter : IDisposable
             var entry = new Entry("lora_unet_" + path.Replace('.', '_'), down, up);
             _entries.Add(entry);
             var hook = linear.register_forward_hook((_, input, output) => Add(entry, input, output));
-            _removeHooks.Add(() => hook.remove());
+            var release = LinearKernel.KeepModuleCall(linear);
+            _removeHooks.Add(() => { hook.remove(); release.Dispose(); });
         }
         if (_entries.Count == 0) throw new EllaException("the UNet has no attention projections (to_q/to_k/to_v/to_out.0) to put a LoRA on");
     }
