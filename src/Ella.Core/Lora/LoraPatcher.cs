@@ -30,6 +30,9 @@ public sealed class LoraPatcher : IDisposable
         _models = new() { [LoraTarget.UNet] = unet, [LoraTarget.TextEncoder] = textEncoder };
     }
 
+    /// <summary>Where the last <see cref="Merge"/> spent its time: opening the file, copying originals aside, and the products.</summary>
+    public (TimeSpan Open, TimeSpan KeepOriginals, TimeSpan Add) LastMergeBreakdown { get; private set; }
+
     /// <summary>The LoRAs merged now.</summary>
     public IReadOnlyList<LoraSpec> Current => _current;
     /// <summary>Whether a text-encoder weight is currently changed.</summary>
@@ -71,6 +74,7 @@ public sealed class LoraPatcher : IDisposable
     {
         var sw = Stopwatch.StartNew();
         using var file = LoraFile.Open(spec.Path);
+        var opened = sw.Elapsed;
         using var _ = no_grad();
         var unmatched = new List<string>(file.UnknownKeys);
         int merged = 0, skippedText = 0;
@@ -82,13 +86,16 @@ public sealed class LoraPatcher : IDisposable
             if (!map.TryGetValue(m.KohyaNames ? "_" + m.Module : m.Module, out var found)) { unmatched.Add(m.Key); continue; }
             matched.Add((m, (m.Target, found.Name), found.Weight));
         }
+        var beforeKeep = sw.Elapsed;
         KeepOriginals(matched.Select(x => (x.Key, x.Weight)));
+        var kept = sw.Elapsed;
         foreach (var (m, key, weight) in matched)
         {
             _touched.Add(key);
             file.AddTo(m, weight, spec.Multiplier);
             merged++;
         }
+        LastMergeBreakdown = (opened, kept - beforeKeep, sw.Elapsed - kept);
         if (merged == 0 && skippedText == 0)
             throw new EllaException($"{spec.Path}: no LoRA key matches a module of this model (first keys: {string.Join(", ", unmatched.Take(3))})");
         if (unmatched.Count > 0)

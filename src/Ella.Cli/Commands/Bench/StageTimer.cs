@@ -179,7 +179,7 @@ public static class StageTimer
             result.Stages.Add(new StageTiming("lora_first_merge", "LoRA first merge (reads the file)", TimingStats.Of([first]), flops["lora_merge"]));
             result.Stages.Add(new StageTiming("lora_merge", $"LoRA merge (rank {ToolStages.LoraRank}, from memory)", merge, flops["lora_merge"]));
             result.Stages.Add(new StageTiming("lora_unmerge", "LoRA unmerge (bit-exact restore)", unmerge, 0));
-            log.WriteLine($"  LoRA: first merge {first:F3} s, merge {merge} s, unmerge {unmerge} s (weights restored bit for bit)");
+            log.WriteLine($"  LoRA: first merge {first:F3} s, merge {merge} s, unmerge {unmerge} s (weights restored bit for bit); first merge: {ToolStages.FirstMergeBreakdown}");
         }
         result.PeakRssMb = ProcessMemory.PeakRssMb();
         return result;

@@ -74,6 +74,9 @@ public static class ToolStages
     /// <paramref name="runs"/> unmerge + merge cycles, as a server switching LoRAs per request does; checks that the
     /// final unmerge restores every weight bit for bit.
     /// </summary>
+    /// <summary>Where the last timed first merge spent its time (see <see cref="LoraPatcher.LastMergeBreakdown"/>).</summary>
+    public static string FirstMergeBreakdown { get; private set; } = "";
+
     public static (double First, TimingStats Merge, TimingStats Unmerge) TimeLora(UNet2DConditionModel unet, string path, int runs)
     {
         var touched = unet.named_parameters().Where(p => IsLoraTarget(p.name, p.parameter)).ToList();
@@ -83,6 +86,8 @@ public static class ToolStages
         var sw = Stopwatch.StartNew();
         patcher.Use([spec]);
         double first = sw.Elapsed.TotalSeconds;
+        var (open, keep, add) = patcher.LastMergeBreakdown;
+        FirstMergeBreakdown = $"open {open.TotalSeconds:F3} s, originals copied aside {keep.TotalSeconds:F3} s, products added {add.TotalSeconds:F3} s";
         var merges = new List<double>();
         var unmerges = new List<double>();
         for (int i = 0; i < runs; i++)

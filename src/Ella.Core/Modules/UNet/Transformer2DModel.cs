@@ -50,16 +50,13 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>
         foreach (var block in transformer_blocks) hidden = block.forward(hidden, context);
         if (!_linear)
         {
-            // Channels-last in, channels-last out (the permuted view already is); plain NCHW is made contiguous.
-            hidden = hidden.reshape(b, h, w, _inner).permute(0, 3, 1, 2);
-            if (!MemoryLayout.IsChannelsLast(x)) hidden = hidden.contiguous();
+            hidden = hidden.reshape(b, h, w, _inner).permute(0, 3, 1, 2).contiguous();
             hidden = proj_out.forward(hidden);
         }
         else
         {
             hidden = proj_out.forward(hidden);
-            hidden = hidden.reshape(b, h, w, c).permute(0, 3, 1, 2);
-            if (!MemoryLayout.IsChannelsLast(x)) hidden = hidden.contiguous();
+            hidden = hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous();
         }
         return (hidden + x).MoveToOuterDisposeScope();
     }
