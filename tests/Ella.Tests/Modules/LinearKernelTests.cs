@@ -62,5 +62,7 @@ public class LinearKernelTests
         Assert.Equal(LinearKernelKind.OneDnnConv, LinearKernel.Choose(new CpuInfo("AuthenticAMD", "AMD EPYC", flags("avx2 fma avx512f avx512_bf16"), 2, 2)));
         Assert.Equal(LinearKernelKind.Blas, LinearKernel.Choose(new CpuInfo("AuthenticAMD", "AMD EPYC", flags("avx2 fma"), 2, 2)));
         Assert.Equal(LinearKernelKind.Blas, LinearKernel.Choose(new CpuInfo("GenuineIntel", "Intel Xeon", flags("avx2 fma avx512f avx512_bf16"), 2, 2)));
+        // Once MKL runs its AVX-512 kernels on the AMD CPU, MKL is used there too.
+        Assert.Equal(LinearKernelKind.Blas, LinearKernel.Choose(new CpuInfo("AuthenticAMD", "AMD EPYC", flags("avx2 fma avx512f avx512_bf16"), 2, 2), mklUsesAvx512: true));
     }
 }

@@ -74,6 +74,7 @@ public sealed class MachineProfile
         ["linear_gflops"] = Linear.ToDictionary(kv => LinearKernel.Name(kv.Key), kv => (object?)Math.Round(kv.Value.Gflops, 2)),
         ["linear_kernel"] = LinearKernel.Name(LinearKernelInUse),
         ["malloc_keeps_freed_memory"] = Native.MallocTuning.Applied,
+        ["mkl_avx512_on_amd"] = Native.MklCpuDispatch.Applied,
         ["emulated_dtypes"] = Emulated.Select(DTypeChoice.Name).ToList(),
     };
 }

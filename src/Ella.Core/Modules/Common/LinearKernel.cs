@@ -20,7 +20,8 @@ public enum LinearKernelKind
 /// 319 for a 3×3 convolution on a 2-core Zen 4). oneDNN, which runs libtorch's convolutions, dispatches by instruction
 /// set instead. So on those CPUs a float32 linear over [..., in] is computed as a 1×1 convolution of the input seen as a
 /// channels-last [1, in, rows, 1] image: the same products, float32 accumulation, no layout copies (measured there:
-/// 265 against 175 GFLOP/s for [8192, 320] → 320). bfloat16 matmuls already run in oneDNN; other CPUs keep MKL.
+/// 265 against 175 GFLOP/s for [8192, 320] → 320). bfloat16 matmuls already run in oneDNN; other CPUs keep MKL, and
+/// so does an AMD CPU once <see cref="Native.MklCpuDispatch"/> has put MKL on its AVX-512 path (faster still).
 /// Training (autograd recording) and modules registered with <see cref="KeepModuleCall"/> (a LoRA's forward hooks)
 /// always go through the module's own call. <c>ELLA_LINEAR_KERNEL=blas|onednn</c> overrides the choice.
 /// </summary>
@@ -29,12 +30,19 @@ public static class LinearKernel
     /// <summary>Fewer rows than this keep the plain linear (the convolution's set-up would dominate).</summary>
     public const long MinRows = 64;
 
-    /// <summary>The kernel used for float32 inference linears in this process.</summary>
-    public static LinearKernelKind Current { get; set; } = FromEnvironment() ?? Choose(CpuInfo.Current);
+    static LinearKernelKind? _current;
 
-    /// <summary>oneDNN on AMD CPUs with AVX-512 (MKL's AVX2 path there), MKL elsewhere.</summary>
-    public static LinearKernelKind Choose(CpuInfo cpu) =>
-        cpu.Vendor.Contains("AMD", StringComparison.OrdinalIgnoreCase) && cpu.Has("avx512f") ? LinearKernelKind.OneDnnConv : LinearKernelKind.Blas;
+    /// <summary>The kernel used for float32 inference linears in this process (decided on first use, after
+    /// <see cref="Native.TorchRuntime.Initialize"/> has had MKL's dispatch fixed where it can).</summary>
+    public static LinearKernelKind Current
+    {
+        get => _current ??= FromEnvironment() ?? Choose(CpuInfo.Current, Native.MklCpuDispatch.Applied);
+        set => _current = value;
+    }
+
+    /// <summary>oneDNN on AMD CPUs with AVX-512 while MKL stays on its AVX2 path there; MKL everywhere else.</summary>
+    public static LinearKernelKind Choose(CpuInfo cpu, bool mklUsesAvx512 = false) =>
+        !mklUsesAvx512 && cpu.Vendor.Contains("AMD", StringComparison.OrdinalIgnoreCase) && cpu.Has("avx512f") ? LinearKernelKind.OneDnnConv : LinearKernelKind.Blas;
 
     public static string Name(LinearKernelKind kind) => kind == LinearKernelKind.OneDnnConv ? "onednn" : "blas";
 
