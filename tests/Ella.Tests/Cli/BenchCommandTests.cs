@@ -70,7 +70,10 @@ public sealed class BenchCommandTests : IDisposable
         Assert.True(d.GetProperty("lora_merge_gflop").GetDouble() > 0);
         // stages not asked for are absent or null
         Assert.Equal(JsonValueKind.Null, d.GetProperty("t5_encode_s").ValueKind);
-        Assert.True(File.Exists(Path.Combine(_dir, "tiny", $"lora-rank{ToolStages.LoraRank}.safetensors")));
+        // The LoRA has a UNet half and a text-encoder half, and the bench merged both (nothing unmatched: no warning).
+        using var lora = Ella.Lora.LoraFile.Open(Path.Combine(_dir, "tiny", ToolStages.LoraFileName));
+        Assert.Contains(lora.Modules, m => m.Target == Ella.Lora.LoraTarget.UNet);
+        Assert.Contains(lora.Modules, m => m.Target == Ella.Lora.LoraTarget.TextEncoder);
     }
 
     [Fact]

@@ -18,6 +18,10 @@ public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DCon
         ConditioningEmbeddingOutChannels = Name == "full" ? [16, 32, 96, 256] : [8, 8, 16, 16],
     };
 
+    /// <summary>The CLIP text encoder that a LoRA's text-encoder half patches: SD1.5's ViT-L/14 text model, or a tiny one.</summary>
+    public ClipTextConfig TextEncoder => Name == "full" ? ClipTextConfig.ClipVitL14()
+        : new ClipTextConfig { HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, ProjectionDim = 64 };
+
     /// <summary>T5 tokens encoded per prompt and ELLA tokens per condition, as in <c>ella generate</c>.</summary>
     public const int T5Tokens = 128;
 
@@ -37,7 +41,7 @@ public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DCon
         "tiny");
 
     /// <summary>Checkpoint locations in the work folder (null: stage not selected).</summary>
-    public sealed record Files(string? T5Folder, string? EllaFile, string? UnetFolder, string? VaeFolder, string? ControlNetFolder = null, string? LoraFile = null);
+    public sealed record Files(string? T5Folder, string? EllaFile, string? UnetFolder, string? VaeFolder, string? ControlNetFolder = null, string? LoraFile = null, string? TextEncoderFolder = null);
 
     /// <summary>Writes a random-weight checkpoint for every selected stage that has none yet (kept per model size).</summary>
     public Files Prepare(string workDir, IReadOnlySet<string> stages, TextWriter log)
@@ -71,7 +75,7 @@ public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DCon
             vae = Path.Combine(dir, "vae");
             WriteOnce(Path.Combine(vae, "diffusion_pytorch_model.safetensors"), Vae, () => new Modules.Vae.AutoencoderKL(Vae), 6, log, "SD1.5 VAE");
         }
-        string? controlnet = null, lora = null;
+        string? controlnet = null, lora = null, textEncoder = null;
         if (stages.Contains("controlnet"))
         {
             controlnet = Path.Combine(dir, "controlnet");
@@ -79,10 +83,13 @@ public sealed record BenchModels(T5Config T5, EllaConnectorConfig Tsc, UNet2DCon
         }
         if (stages.Contains("lora"))
         {
-            lora = Path.Combine(dir, $"lora-rank{ToolStages.LoraRank}.safetensors");
-            ToolStages.WriteLora(lora, Unet, log);
+            // SD1.5's CLIP text encoder, which the LoRA's lora_te_ half patches (trigger words in clip / ella+clip modes).
+            textEncoder = Path.Combine(dir, "text_encoder");
+            WriteOnce(Path.Combine(textEncoder, "model.safetensors"), TextEncoder, () => new Modules.Clip.ClipTextModel(TextEncoder), 10, log, "SD1.5 CLIP text encoder");
+            lora = Path.Combine(dir, ToolStages.LoraFileName);
+            ToolStages.WriteLora(lora, Unet, TextEncoder, log);
         }
-        return new Files(t5, ella, unet, vae, controlnet, lora);
+        return new Files(t5, ella, unet, vae, controlnet, lora, textEncoder);
     }
 
     static void WriteOnce<TConfig>(string file, TConfig config, Func<TorchSharp.torch.nn.Module> build, long seed, TextWriter log, string what, Func<string, bool>? skip = null)

@@ -175,7 +175,8 @@ public static class StageTimer
         if (unet != null && files.LoraFile != null)
         {
             // Outside inference mode, as a pipeline merges: the weights stay ordinary tensors.
-            var (first, merge, unmerge) = ToolStages.TimeLora(unet, files.LoraFile, runs);
+            using var textEncoder = files.TextEncoderFolder != null ? Modules.Clip.ClipTextModel.FromPretrained(files.TextEncoderFolder, dtype) : null;
+            var (first, merge, unmerge) = ToolStages.TimeLora(unet, textEncoder, files.LoraFile, runs);
             result.Stages.Add(new StageTiming("lora_first_merge", "LoRA first merge (reads the file)", TimingStats.Of([first]), flops["lora_merge"]));
             result.Stages.Add(new StageTiming("lora_merge", $"LoRA merge (rank {ToolStages.LoraRank}, from memory)", merge, flops["lora_merge"]));
             result.Stages.Add(new StageTiming("lora_unmerge", "LoRA unmerge (bit-exact restore)", unmerge, 0));

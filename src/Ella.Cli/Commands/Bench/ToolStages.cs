@@ -21,6 +21,8 @@ public static class ToolStages
     public const int LoraRank = 128;
     public const float LoraAlpha = 64;
     public const double LoraMultiplier = 0.8;
+    /// <summary>The bench LoRA's file in the work folder (UNet and text-encoder halves).</summary>
+    public static readonly string LoraFileName = $"lora-rank{LoraRank}-unet-te.safetensors";
 
     /// <summary>The UNet weights a kohya LoRA usually trains: the transformer blocks' linears and their projections.</summary>
     public static bool IsLoraTarget(string name, Tensor weight) =>
@@ -28,23 +30,36 @@ public static class ToolStages
         && (name.Contains(".transformer_blocks.") || name.EndsWith(".proj_in.weight") || name.EndsWith(".proj_out.weight"))
         && !name.Contains("norm");
 
-    /// <summary>Writes a random kohya LoRA for <paramref name="unet"/>'s config (once): lora_down [r, in(,1,1)],
-    /// lora_up [out, r(,1,1)], alpha, all fp16.</summary>
-    public static void WriteLora(string path, UNet2DConditionConfig unet, TextWriter log)
+    /// <summary>The CLIP text-encoder weights a kohya LoRA trains: each layer's attention and MLP projections.</summary>
+    public static bool IsTextEncoderLoraTarget(string name, Tensor weight) =>
+        name.EndsWith(".weight") && weight.dim() == 2 && name.Contains(".encoder.layers.")
+        && (name.Contains(".self_attn.") || name.Contains(".mlp."));
+
+    /// <summary>Writes a random kohya LoRA for <paramref name="unet"/>'s config and, when given, SD1.5's CLIP text encoder
+    /// (once): lora_down [r, in(,1,1)], lora_up [out, r(,1,1)], alpha, all fp16.</summary>
+    public static void WriteLora(string path, UNet2DConditionConfig unet, ClipTextConfig? textEncoder, TextWriter log)
     {
         if (File.Exists(path)) return;
         var sw = Stopwatch.StartNew();
-        using var meta = RandomCheckpoint.OnMeta(() => new UNet2DConditionModel(unet));
         var specs = new List<SafetensorsWriter.TensorSpec>();
-        foreach (var (name, p) in meta.named_parameters())
+        void Add(string prefix, string name, Tensor p)
         {
-            if (!IsLoraTarget(name, p)) continue;
-            string key = "lora_unet_" + name[..^".weight".Length].Replace('.', '_');
+            string key = prefix + name[..^".weight".Length].Replace('.', '_');
             bool conv = p.dim() == 4;
             long outC = p.shape[0], inC = p.shape[1];
             specs.Add(new(key + ".lora_down.weight", ScalarType.Float16, conv ? [LoraRank, inC, 1, 1] : [LoraRank, inC]));
             specs.Add(new(key + ".lora_up.weight", ScalarType.Float16, conv ? [outC, LoraRank, 1, 1] : [outC, LoraRank]));
             specs.Add(new(key + ".alpha", ScalarType.Float16, []));
+        }
+        using (var meta = RandomCheckpoint.OnMeta(() => new UNet2DConditionModel(unet)))
+            foreach (var (name, p) in meta.named_parameters())
+                if (IsLoraTarget(name, p)) Add("lora_unet_", name, p);
+        int unetModules = specs.Count / 3;
+        if (textEncoder != null)
+        {
+            using var meta = RandomCheckpoint.OnMeta(() => new Modules.Clip.ClipTextModel(textEncoder));
+            foreach (var (name, p) in meta.named_parameters())
+                if (IsTextEncoderLoraTarget(name, p)) Add("lora_te_", name, p);
         }
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         var generator = new Generator(9);
@@ -52,7 +67,7 @@ public static class ToolStages
             ? full([], LoraAlpha, dtype: ScalarType.Float16)
             : randn(spec.Shape, generator: generator).mul_(0.01).to_type(ScalarType.Float16),
             new Dictionary<string, string> { ["ss_network_dim"] = LoraRank.ToString(), ["ella_random"] = "true" });
-        log.WriteLine($"wrote random rank-{LoraRank} LoRA ({new FileInfo(path).Length / 1048576.0:F0} MiB, {specs.Count / 3} modules) in {sw.Elapsed.TotalSeconds:F1} s");
+        log.WriteLine($"wrote random rank-{LoraRank} LoRA ({new FileInfo(path).Length / 1048576.0:F0} MiB, {unetModules} UNet + {specs.Count / 3 - unetModules} text-encoder modules) in {sw.Elapsed.TotalSeconds:F1} s");
     }
 
     /// <summary>Analytic FLOPs of one merge: 2·out·in·rank per module.</summary>
@@ -77,15 +92,18 @@ public static class ToolStages
     /// <summary>Where the last timed first merge spent its time (see <see cref="LoraPatcher.LastMergeBreakdown"/>).</summary>
     public static string FirstMergeBreakdown { get; private set; } = "";
 
-    public static (double First, TimingStats Merge, TimingStats Unmerge) TimeLora(UNet2DConditionModel unet, string path, int runs)
+    public static (double First, TimingStats Merge, TimingStats Unmerge) TimeLora(UNet2DConditionModel unet, Modules.Clip.ClipTextModel? textEncoder, string path, int runs)
     {
-        var touched = unet.named_parameters().Where(p => IsLoraTarget(p.name, p.parameter)).ToList();
+        var touched = unet.named_parameters().Where(p => IsLoraTarget(p.name, p.parameter))
+            .Concat(textEncoder?.named_parameters().Where(p => IsTextEncoderLoraTarget(p.name, p.parameter)) ?? []).ToList();
         var before = touched.Select(p => p.parameter.detach().clone()).ToList();
         var spec = new LoraSpec(path, LoraMultiplier);
-        using var patcher = new LoraPatcher(unet, null);
+        using var patcher = new LoraPatcher(unet, textEncoder);
+        var warnings = new List<string>();
         var sw = Stopwatch.StartNew();
-        patcher.Use([spec]);
+        patcher.Use([spec], warnings);
         double first = sw.Elapsed.TotalSeconds;
+        if (warnings.Count > 0) throw new EllaException($"bench: the LoRA did not apply in full: {string.Join("; ", warnings)}");
         var (open, keep, add) = patcher.LastMergeBreakdown;
         FirstMergeBreakdown = $"open {open.TotalSeconds:F3} s, originals copied aside {keep.TotalSeconds:F3} s, products added {add.TotalSeconds:F3} s";
         var merges = new List<double>();
