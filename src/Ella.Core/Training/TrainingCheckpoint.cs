@@ -25,6 +25,8 @@ public sealed class TrainingState
     /// <summary>"connector", or "unet-lora" (then the checkpoint holds lora.safetensors and <see cref="Init"/> names the frozen connector).</summary>
     [JsonPropertyName("target")] public string Target { get; set; } = "connector";
     [JsonPropertyName("init")] public string? Init { get; set; }
+    /// <summary>The frozen models' dtype ("fp32", "bf16", "fp16"); absent in checkpoints older than the field.</summary>
+    [JsonPropertyName("dtype")] public string? DType { get; set; }
 }
 
 /// <summary>

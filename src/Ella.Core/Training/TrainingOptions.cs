@@ -42,6 +42,8 @@ public sealed class TrainingOptions
     public int WarmupSteps { get; set; }
     public int GradAccum { get; set; } = 1;
     public ScalarType DType { get; set; } = ScalarType.Float32;
+    /// <summary><see cref="DType"/> came from <c>--dtype auto</c>: a resumed run then keeps the dtype it was started with.</summary>
+    public bool DTypeAuto { get; set; }
     public Device Device { get; set; } = CPU;
     public int SaveEvery { get; set; } = 500;
     public int KeepLast { get; set; } = 3;

@@ -50,6 +50,13 @@ public sealed class TrainingRun
                 throw new EllaException($"--resume {_o.Resume}: that run trains a {resumed.State.Target}, not a {_o.Target}");
             _o.Target = resumed.State.Target; // --resume alone continues whatever the run trains
         }
+        if (resume is { State.DType: { } recorded } && recorded != DTypeName(_o.DType))
+        {
+            if (!_o.DTypeAuto)
+                throw new EllaException($"--dtype {DTypeName(_o.DType)}: the run in {_o.Resume} trains in {recorded}; resume it with --dtype {recorded} (or auto), or start a new run");
+            _o.DType = recorded == "bf16" ? ScalarType.BFloat16 : recorded == "fp16" ? ScalarType.Float16 : ScalarType.Float32;
+            _log.WriteLine($"--dtype auto: resuming in {recorded}, the dtype the run was started with");
+        }
         bool lora = _o.TrainsLora;
         string? init = _o.Init ?? (lora ? resume?.State.Init : null);
 
@@ -157,6 +164,7 @@ public sealed class TrainingRun
         {
             Seed = _o.Seed, LrSchedule = _o.LrSchedule, Lr = _o.Lr, WarmupSteps = _o.WarmupSteps, MaxSteps = _o.MaxSteps,
             Batch = _o.Batch, GradAccum = _o.GradAccum, Target = _o.Target, Init = lora && init is not null ? Path.GetFullPath(init) : null,
+            DType = DTypeName(_o.DType),
         };
         if (resume is { } res)
         {

@@ -97,6 +97,34 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(File.ReadAllLines(Path.Combine(straight, "log.jsonl")).Select(LossOf), File.ReadAllLines(Path.Combine(resumed, "log.jsonl")).Select(LossOf));
     }
 
+    static string? RecordedDType(string output)
+    {
+        string last = Directory.GetDirectories(output, "checkpoint-*").OrderBy(d => int.Parse(Path.GetFileName(d)["checkpoint-".Length..])).Last();
+        using var d = JsonDocument.Parse(File.ReadAllText(Path.Combine(last, "state.json")));
+        return d.RootElement.TryGetProperty("dtype", out var v) ? v.GetString() : null;
+    }
+
+    [Fact]
+    public void A_resumed_run_keeps_its_dtype_under_auto_and_refuses_another()
+    {
+        string output = Path.Combine(_dir, "dtype");
+        var a = CliRunner.Run([.. Common(output, 1), "--dtype", "fp32", "--save-every", "10"]);
+        Assert.True(a.ExitCode == 0, a.Error);
+        Assert.Equal("fp32", RecordedDType(output));
+        var other = CliRunner.Run([.. Common(output, 2), "--save-every", "10", "--resume", output, "--dtype", "bf16"]);
+        Assert.True(other.ExitCode == 2, other.Error);
+        Assert.Contains("--dtype bf16", other.Error);
+        Assert.Contains("trains in fp32", other.Error);
+        Assert.DoesNotContain("step 2/", other.Error);
+        // The default, auto, continues in the run's own dtype whatever this CPU would pick.
+        var auto = CliRunner.Run([.. Common(output, 2), "--save-every", "10", "--resume", output]);
+        Assert.True(auto.ExitCode == 0, auto.Error);
+        Assert.Contains("step 2/2", auto.Error);
+        Assert.Contains("UNet", auto.Error);
+        Assert.Contains("in fp32", auto.Error);
+        Assert.Equal("fp32", RecordedDType(output));
+    }
+
     static double LossOf(string line)
     {
         using var d = JsonDocument.Parse(line);

@@ -1,3 +1,4 @@
+using Ella.Hardware;
 using System.CommandLine;
 using Ella.Modules.Ella;
 using Ella.Pipelines;
@@ -36,7 +37,7 @@ public static class TrainCommand
         var lrSchedule = new Option<string>("--lr-schedule") { Description = "constant | cosine | linear (after warm-up)", DefaultValueFactory = _ => "constant" };
         var warmup = new Option<int>("--warmup-steps") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 0 };
         var gradAccum = new Option<int>("--grad-accum") { Description = "Micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
-        var dtype = new Option<string>("--dtype") { Description = "fp32 | bf16 (frozen models in bf16; connector weights and AdamW state stay fp32)", DefaultValueFactory = _ => "fp32" };
+        var dtype = new Option<string>("--dtype") { Description = "auto (bf16 with native bf16: AVX-512 BF16/AMX CPUs or CUDA; else fp32; a resumed run keeps its own) | fp32 | bf16 (frozen models in bf16; connector weights and AdamW state stay fp32)", DefaultValueFactory = _ => "auto" };
         var device = new Option<string>("--device") { Description = "cpu | cuda | cuda:N", DefaultValueFactory = _ => "cpu" };
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (and at the end)", DefaultValueFactory = _ => 500 };
         var keepLast = new Option<int>("--keep-last") { Description = "Checkpoints kept", DefaultValueFactory = _ => 3 };
@@ -54,7 +55,7 @@ public static class TrainCommand
         target.AcceptOnlyFromAmong(TrainingOptions.TargetConnector, TrainingOptions.TargetUNetLora);
         connector.AcceptOnlyFromAmong(Connectors.Types);
         lrSchedule.AcceptOnlyFromAmong(LearningRateSchedule.Kinds);
-        dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
+        dtype.AcceptOnlyFromAmong("auto", "fp32", "bf16", "fp16");
         textEncoder.AcceptOnlyFromAmong(TextEncoderKinds.Names);
         var command = new Command("train", "Train an ELLA connector against a frozen Stable Diffusion UNet (or, with --target unet-lora, a UNet LoRA with the connector frozen)")
         {
@@ -88,12 +89,16 @@ public static class TrainCommand
                 Resolution = p.GetValue(resolution), Seed = p.GetValue(seed), SnrGamma = p.GetValue(snrGamma),
                 CaptionDropout = p.GetValue(captionDropout), MaxGradNorm = clip == 0 ? null : clip, Lr = p.GetValue(lr),
                 WeightDecay = p.GetValue(weightDecay), LrSchedule = p.GetValue(lrSchedule)!, WarmupSteps = p.GetValue(warmup),
-                GradAccum = p.GetValue(gradAccum), DType = DTypes.Parse(p.GetValue(dtype)!), Device = PipelineCliOptions.ParseDevice(p.GetValue(device)!),
+                GradAccum = p.GetValue(gradAccum), Device = PipelineCliOptions.ParseDevice(p.GetValue(device)!),
                 SaveEvery = p.GetValue(saveEvery), KeepLast = p.GetValue(keepLast), Resume = p.GetValue(resume),
                 ValidationPrompts = p.GetValue(validationPrompts), ValidateEvery = p.GetValue(validateEvery), ValidationSteps = p.GetValue(validationSteps),
                 RandomCrop = p.GetValue(randomCrop), RandomFlip = p.GetValue(randomFlip), MaxLength = p.GetValue(maxLength),
                 Target = p.GetValue(target)!, Rank = p.GetValue(rank), LoraAlpha = p.GetValue(loraAlpha),
             };
+            var dtypeChoice = DTypeChoice.Resolve(p.GetValue(dtype)!, options.Device);
+            if (dtypeChoice.Warning != null) ctx.Error.WriteLine($"warning: {dtypeChoice.Warning}");
+            options.DType = dtypeChoice.DType;
+            options.DTypeAuto = dtypeChoice.Auto;
             // The shapes world's LoRA is trained with the world's own connector unless --init names another.
             if (options.TrainsLora && options.Init == null && options.Resume == null && world?.HasConnector == true) options.Init = world.ConnectorPath;
             if (options.MaxGradNorm is null && clip != 0) throw new EllaException($"--max-grad-norm {clip}: must be ≥ 0");
