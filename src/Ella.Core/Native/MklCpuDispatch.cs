@@ -42,10 +42,16 @@ public static unsafe class MklCpuDispatch
         if (_attempted) return;
         _attempted = true;
         cpu ??= CpuInfo.Current;
-        if (Environment.GetEnvironmentVariable("ELLA_MKL_DISPATCH")?.Trim().ToLowerInvariant() is "vendor")
+        string? setting = Environment.GetEnvironmentVariable("ELLA_MKL_DISPATCH")?.Trim().ToLowerInvariant();
+        if (setting is "vendor")
         {
             State = "MKL's own vendor dispatch (ELLA_MKL_DISPATCH=vendor)";
             return;
+        }
+        if (setting is not (null or "" or "auto"))
+        {
+            _attempted = false;
+            throw new EllaException($"ELLA_MKL_DISPATCH: '{setting}' is not known (choose auto, the default, or vendor)");
         }
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) { State = "not x86-64 Linux: MKL's own dispatch"; return; }
         if (!cpu.Vendor.Contains("AMD", StringComparison.OrdinalIgnoreCase) || !cpu.Has("avx512f"))
