@@ -86,7 +86,7 @@ public static class InfoCommand
         o.WriteLine($"dtype auto: {DTypeChoice.Name(auto)} ({autoWhy}){(cuda ? "; bf16 on CUDA" : "")}");
         o.WriteLine($"fp32 inference linears: {LinearKernel.Name(LinearKernel.Current)} " +
                     $"({(LinearKernel.Current == LinearKernelKind.OneDnnConv ? "oneDNN 1×1 convolutions: MKL's sgemm runs its AVX2 path on AMD CPUs with AVX-512" : "libtorch's MKL sgemm")}; ELLA_LINEAR_KERNEL=blas|onednn overrides)");
-        o.WriteLine($"MKL: {Native.MklCpuDispatch.State}");
+        o.WriteLine($"MKL dispatch: {Native.MklCpuDispatch.State}");
         o.WriteLine($"malloc: {Native.MallocTuning.State}; a freed 64 MB tensor came back with {Native.MallocTuning.ReuseFaults()?.ToString() ?? "?"} page faults");
         o.WriteLine($"CUDA: {(cuda ? $"available ({torch.cuda.device_count()} device(s))" : "not available")}");
         o.WriteLine($"ATen CPU kernels: {build.CpuCapability ?? "unknown"}");

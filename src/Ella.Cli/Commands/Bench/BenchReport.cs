@@ -62,7 +62,7 @@ public static class BenchReport
         w.WriteLine($"fp32 linear ({machine.Linear[LinearKernelKind.Blas].Problem}): blas {machine.Linear[LinearKernelKind.Blas].Gflops:F1} GFLOP/s, " +
                     $"onednn {machine.Linear[LinearKernelKind.OneDnnConv].Gflops:F1} GFLOP/s; in use: {LinearKernel.Name(machine.LinearKernelInUse)} (ELLA_LINEAR_KERNEL overrides)");
         w.WriteLine($"malloc: {Native.MallocTuning.State}");
-        w.WriteLine($"MKL: {Native.MklCpuDispatch.State}");
+        w.WriteLine($"MKL dispatch: {Native.MklCpuDispatch.State}");
         w.WriteLine($"threads: {machine.Threads}, runs: {runs}, size: {size}, auto dtype: {DTypeChoice.Name(machine.AutoDType)}  (median, min–max, seconds)");
         string Cell(string s) => $"{s,-26}";
         int labelWidth = Math.Max(34, results.SelectMany(r => r.Stages).Select(s => s.Label.Length + 2).DefaultIfEmpty(0).Max());
