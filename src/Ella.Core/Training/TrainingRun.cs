@@ -54,7 +54,7 @@ public sealed class TrainingRun
         {
             if (!_o.DTypeAuto)
                 throw new EllaException($"--dtype {DTypeName(_o.DType)}: the run in {_o.Resume} trains in {recorded}; resume it with --dtype {recorded} (or auto), or start a new run");
-            _o.DType = recorded == "bf16" ? ScalarType.BFloat16 : recorded == "fp16" ? ScalarType.Float16 : ScalarType.Float32;
+            _o.DType = Hardware.DTypeChoice.Parse(recorded);
             _log.WriteLine($"--dtype auto: resuming in {recorded}, the dtype the run was started with");
         }
         bool lora = _o.TrainsLora;

@@ -1,4 +1,3 @@
-using Ella.Modules.Common;
 using System.Text.Json;
 using Ella.Hardware;
 
@@ -59,8 +58,7 @@ public static class BenchReport
     {
         w.WriteLine();
         w.WriteLine($"CPU: {machine.Cpu.Describe()}");
-        w.WriteLine($"fp32 linear ({machine.Linear[LinearKernelKind.Blas].Problem}): blas {machine.Linear[LinearKernelKind.Blas].Gflops:F1} GFLOP/s, " +
-                    $"onednn {machine.Linear[LinearKernelKind.OneDnnConv].Gflops:F1} GFLOP/s; in use: {LinearKernel.Name(machine.LinearKernelInUse)} (ELLA_LINEAR_KERNEL overrides)");
+        w.WriteLine($"{machine.LinearSummary()} (ELLA_LINEAR_KERNEL overrides)");
         w.WriteLine($"malloc: {Native.MallocTuning.State}");
         w.WriteLine($"MKL dispatch: {Native.MklCpuDispatch.State}");
         w.WriteLine($"threads: {machine.Threads}, runs: {runs}, size: {size}, auto dtype: {DTypeChoice.Name(machine.AutoDType)}  (median, min–max, seconds)");

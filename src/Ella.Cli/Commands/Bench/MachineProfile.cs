@@ -50,8 +50,7 @@ public sealed class MachineProfile
         var linear = new Dictionary<LinearKernelKind, PeakMeasurement>();
         foreach (var kind in new[] { LinearKernelKind.Blas, LinearKernelKind.OneDnnConv })
             linear[kind] = quick ? PeakThroughput.Linear(kind, rows: 512, inFeatures: 64, outFeatures: 256, minSeconds: 0.05) : PeakThroughput.Linear(kind);
-        log.WriteLine($"  fp32 linear ({linear[LinearKernelKind.Blas].Problem}): blas {linear[LinearKernelKind.Blas].Gflops:F1} GFLOP/s, " +
-                      $"onednn {linear[LinearKernelKind.OneDnnConv].Gflops:F1} GFLOP/s; in use: {LinearKernel.Name(LinearKernel.Current)}");
+        log.WriteLine($"  {LinearSummary(linear, LinearKernel.Current)}");
         return new MachineProfile
         {
             Linear = linear, LinearKernelInUse = LinearKernel.Current,
@@ -59,6 +58,13 @@ public sealed class MachineProfile
             Matmul = matmul, Conv = conv, Emulated = emulated,
         };
     }
+
+    /// <summary>"fp32 linear (problem): blas X GFLOP/s, onednn Y GFLOP/s; in use: …".</summary>
+    public string LinearSummary() => LinearSummary(Linear, LinearKernelInUse);
+
+    static string LinearSummary(Dictionary<LinearKernelKind, PeakMeasurement> linear, LinearKernelKind inUse) =>
+        $"fp32 linear ({linear[LinearKernelKind.Blas].Problem}): blas {linear[LinearKernelKind.Blas].Gflops:F1} GFLOP/s, " +
+        $"onednn {linear[LinearKernelKind.OneDnnConv].Gflops:F1} GFLOP/s; in use: {LinearKernel.Name(inUse)}";
 
     /// <summary>The <c>machine</c> object of <c>ella bench --json</c>.</summary>
     public Dictionary<string, object?> ToJson() => new()

@@ -176,11 +176,11 @@ public static class StageTimer
         {
             // Outside inference mode, as a pipeline merges: the weights stay ordinary tensors.
             using var textEncoder = files.TextEncoderFolder != null ? Modules.Clip.ClipTextModel.FromPretrained(files.TextEncoderFolder, dtype) : null;
-            var (first, merge, unmerge) = ToolStages.TimeLora(unet, textEncoder, files.LoraFile, runs);
+            var (first, breakdown, merge, unmerge) = ToolStages.TimeLora(unet, textEncoder, files.LoraFile, runs);
             result.Stages.Add(new StageTiming("lora_first_merge", "LoRA first merge (reads the file)", TimingStats.Of([first]), flops["lora_merge"]));
             result.Stages.Add(new StageTiming("lora_merge", $"LoRA merge (rank {ToolStages.LoraRank}, from memory)", merge, flops["lora_merge"]));
             result.Stages.Add(new StageTiming("lora_unmerge", "LoRA unmerge (bit-exact restore)", unmerge, 0));
-            log.WriteLine($"  LoRA: first merge {first:F3} s, merge {merge} s, unmerge {unmerge} s (weights restored bit for bit); first merge: {ToolStages.FirstMergeBreakdown}");
+            log.WriteLine($"  LoRA: first merge {first:F3} s, merge {merge} s, unmerge {unmerge} s (weights restored bit for bit); first merge: {breakdown}");
         }
         result.PeakRssMb = ProcessMemory.PeakRssMb();
         return result;

@@ -89,10 +89,8 @@ public static class ToolStages
     /// <paramref name="runs"/> unmerge + merge cycles, as a server switching LoRAs per request does; checks that the
     /// final unmerge restores every weight bit for bit.
     /// </summary>
-    /// <summary>Where the last timed first merge spent its time (see <see cref="LoraPatcher.LastMergeBreakdown"/>).</summary>
-    public static string FirstMergeBreakdown { get; private set; } = "";
-
-    public static (double First, TimingStats Merge, TimingStats Unmerge) TimeLora(UNet2DConditionModel unet, Modules.Clip.ClipTextModel? textEncoder, string path, int runs)
+    /// <returns>the first merge's time and where it went (<see cref="LoraPatcher.LastMergeBreakdown"/>), then the cycles' timings</returns>
+    public static (double First, string FirstBreakdown, TimingStats Merge, TimingStats Unmerge) TimeLora(UNet2DConditionModel unet, Modules.Clip.ClipTextModel? textEncoder, string path, int runs)
     {
         var touched = unet.named_parameters().Where(p => IsLoraTarget(p.name, p.parameter))
             .Concat(textEncoder?.named_parameters().Where(p => IsTextEncoderLoraTarget(p.name, p.parameter)) ?? []).ToList();
@@ -105,7 +103,7 @@ public static class ToolStages
         double first = sw.Elapsed.TotalSeconds;
         if (warnings.Count > 0) throw new EllaException($"bench: the LoRA did not apply in full: {string.Join("; ", warnings)}");
         var (open, keep, add) = patcher.LastMergeBreakdown;
-        FirstMergeBreakdown = $"open {open.TotalSeconds:F3} s, originals copied aside {keep.TotalSeconds:F3} s, products added {add.TotalSeconds:F3} s";
+        string breakdown = $"open {open.TotalSeconds:F3} s, originals copied aside {keep.TotalSeconds:F3} s, products added {add.TotalSeconds:F3} s";
         var merges = new List<double>();
         var unmerges = new List<double>();
         for (int i = 0; i < runs; i++)
@@ -124,7 +122,7 @@ public static class ToolStages
             if (!same.item<bool>()) throw new EllaException($"bench: unmerging the LoRA did not restore {touched[i].name} bit for bit");
             before[i].Dispose();
         }
-        return (first, TimingStats.Of(merges), TimingStats.Of(unmerges));
+        return (first, breakdown, TimingStats.Of(merges), TimingStats.Of(unmerges));
     }
 
     /// <summary>The conditioning image of a ControlNet step: [2, 3, size, size] in [0, 1] (the CFG batch).</summary>

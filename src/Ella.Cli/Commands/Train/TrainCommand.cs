@@ -1,5 +1,5 @@
-using Ella.Hardware;
 using System.CommandLine;
+using Ella.Hardware;
 using Ella.Modules.Ella;
 using Ella.Pipelines;
 using Ella.TextEncoders;
