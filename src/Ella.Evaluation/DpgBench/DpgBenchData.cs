@@ -34,6 +34,27 @@ public static class DpgBenchCsv
         if (!File.Exists(path)) throw new EllaException($"{path}: DPG-Bench CSV not found (get dpg_bench/dpg_bench.csv from the authors' ELLA repository)");
         if (new FileInfo(path).Length == 0) throw new EllaException($"{path}: the file is empty");
         var rows = new List<DpgRow>();
+        try
+        {
+            ReadRows(path, rows);
+        }
+        catch (CsvFormatException e)
+        {
+            // A malformed quote or character (or a file that is not CSV at all) is an input error naming the file.
+            throw new EllaException($"{path}: not a valid CSV file near row {rows.Count + 2}: {e.Message}");
+        }
+        if (rows.Count == 0) throw new EllaException($"{path}: no data rows");
+        var propsByItem = rows.GroupBy(r => r.ItemId).ToDictionary(g => g.Key, g => g.Select(r => r.PropositionId).ToHashSet());
+        foreach (var r in rows)
+            foreach (int d in r.Dependencies)
+                if (d != 0 && !propsByItem[r.ItemId].Contains(d))
+                    throw new EllaException($"{path}: row {r.RowNumber}: item '{r.ItemId}' proposition {r.PropositionId} depends on proposition {d}, which the item does not have");
+        return rows;
+    }
+
+    /// <summary>Reads and checks the rows into <paramref name="rows"/> (row numbers: 1 = header).</summary>
+    static void ReadRows(string path, List<DpgRow> rows)
+    {
         using (var reader = CsvDataReader.Create(path, new CsvDataReaderOptions { HasHeaders = true }))
         {
             var missing = Columns.Where(c => !Enumerable.Range(0, reader.FieldCount).Any(i => reader.GetName(i) == c)).ToList();
@@ -59,13 +80,6 @@ public static class DpgBenchCsv
                     reader.GetString(col("tuple")), reader.GetString(col("question_natural_language"))));
             }
         }
-        if (rows.Count == 0) throw new EllaException($"{path}: no data rows");
-        var propsByItem = rows.GroupBy(r => r.ItemId).ToDictionary(g => g.Key, g => g.Select(r => r.PropositionId).ToHashSet());
-        foreach (var r in rows)
-            foreach (int d in r.Dependencies)
-                if (d != 0 && !propsByItem[r.ItemId].Contains(d))
-                    throw new EllaException($"{path}: row {r.RowNumber}: item '{r.ItemId}' proposition {r.PropositionId} depends on proposition {d}, which the item does not have");
-        return rows;
     }
 
     /// <summary>

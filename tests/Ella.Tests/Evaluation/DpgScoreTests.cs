@@ -66,6 +66,8 @@ public sealed class DpgScoreTests : IDisposable
     [InlineData("bad-id", Header + "a,t,,x,0,entity,whole,entity - whole (a),q?\n", "row 2")]
     [InlineData("bad-dependency", Header + "a,t,,1,0,entity,whole,entity - whole (a),q?\na,t,,2,7,entity,whole,entity - whole (b),q?\n", "row 3")]
     [InlineData("no-rows", Header, "no data rows")]
+    // A stray character after a closing quote (what a binary file given as --csv looks like to a CSV reader).
+    [InlineData("bad-quote", Header + "a,\"t\"x,,1,0,entity,whole,entity - whole (a),q?\n", "not a valid CSV file")]
     public void Bad_csv_gets_an_error_naming_file_and_row(string name, string body, string expected)
     {
         string path = Csv(name + ".csv", body);
