@@ -38,6 +38,17 @@ public static class MallocTuning
 
     const string RestartedMarker = "ELLA_MALLOC_RESTARTED";
 
+    /// <summary><c>ELLA_MALLOC</c>, lower-cased ("keep" when unset); "default" means "system".</summary>
+    static string Setting() => Environment.GetEnvironmentVariable("ELLA_MALLOC")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => "keep",
+        "default" => "system",
+        var v => v,
+    };
+
+    /// <summary>Whether glibc was started with the tunables that keep freed memory (our restart, or the host's own).</summary>
+    static bool StartedWithTunables(string? tunables) => tunables != null && tunables.Contains("glibc.malloc.mmap_max=0", StringComparison.Ordinal);
+
     [DllImport("libc", EntryPoint = "execve", SetLastError = true)]
     static extern int Execve(string path, string?[] argv, string?[] envp);
 
@@ -49,9 +60,9 @@ public static class MallocTuning
     public static void RestartWithTunables()
     {
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(RestartedMarker) != null) return;
-        if (Environment.GetEnvironmentVariable("ELLA_MALLOC")?.Trim().ToLowerInvariant() is "system" or "default") return;
+        if (Setting() == "system") return;
         string? current = Environment.GetEnvironmentVariable("GLIBC_TUNABLES");
-        if (current != null && current.Contains("glibc.malloc.mmap_max", StringComparison.Ordinal)) return;
+        if (StartedWithTunables(current)) return;
         string[] argv;
         try
         {
@@ -105,15 +116,14 @@ public static class MallocTuning
     {
         if (Applied) return;
         if (!OperatingSystem.IsLinux()) { State = "not Linux: the system allocator's defaults"; return; }
-        string? setting = Environment.GetEnvironmentVariable("ELLA_MALLOC")?.Trim().ToLowerInvariant();
-        if (setting is "system" or "default")
+        string setting = Setting();
+        if (setting == "system")
         {
             State = "glibc defaults (ELLA_MALLOC=system)";
             return;
         }
-        string? tunables = Environment.GetEnvironmentVariable("GLIBC_TUNABLES");
-        bool started = tunables != null && tunables.Contains("glibc.malloc.mmap_max=0", StringComparison.Ordinal);
-        if (setting is not (null or "" or "keep"))
+        bool started = StartedWithTunables(Environment.GetEnvironmentVariable("GLIBC_TUNABLES"));
+        if (setting != "keep")
             throw new EllaException($"ELLA_MALLOC: '{setting}' is not known (choose keep, the default, or system)");
         try
         {
