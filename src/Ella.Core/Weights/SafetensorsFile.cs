@@ -31,6 +31,10 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 
     public string Path { get; }
     public IReadOnlyList<string> Names => _names;
+    /// <summary>A file's length and last write time: what tells a file changed since it was read.</summary>
+    public readonly record struct FileVersion(long Length, DateTime LastWriteUtc);
+    /// <summary>The file's version when it was opened (default for a file without tensor data).</summary>
+    public FileVersion Version { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
     /// <summary>Size of the JSON header in bytes.</summary>
     public long HeaderLength { get; }
@@ -46,7 +50,19 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         _map = map;
         _stream = stream;
         _dataStart = 8 + headerLength;
+        if (stream != null) Version = VersionOf(stream.SafeFileHandle);
     }
+
+    // From the open handle (fstat), so a symbolic link reports its target, and a file replaced by a rename after
+    // opening is not mistaken for this one.
+    static FileVersion VersionOf(Microsoft.Win32.SafeHandles.SafeFileHandle handle) =>
+        new(RandomAccess.GetLength(handle), File.GetLastWriteTimeUtc(handle));
+
+    /// <summary>
+    /// Whether the open file was written to since it was opened (its length or write time differ). Its mapping shows
+    /// such writes, so tensors read now may differ from those read at opening.
+    /// </summary>
+    public bool ChangedSinceOpened => _stream != null && VersionOf(_stream.SafeFileHandle) != Version;
 
     /// <summary>Opens and validates a safetensors file.</summary>
     public static SafetensorsFile Open(string path)
@@ -274,27 +290,80 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         using (torch.no_grad())
         {
             if (destination.dtype == e.Type && destination.device_type == DeviceType.CPU && destination.is_contiguous())
-            {
                 CopyBytes(e, destination);
-                return;
+            else
+            {
+                using var temp = torch.empty(e.Info.Shape, e.Type);
+                CopyBytes(e, temp);
+                destination.copy_(temp);
             }
-            using var temp = torch.empty(e.Info.Shape, e.Type);
-            CopyBytes(e, temp);
-            destination.copy_(temp);
         }
+        if (destination.device_type == DeviceType.CPU && _stream != null)
+            WeightOrigins.Record(destination, new WeightOrigin(System.IO.Path.GetFullPath(Path), name, Version));
+    }
+
+    /// <summary>
+    /// Whether <paramref name="tensor"/> holds, bit for bit, what <see cref="ReadInto"/> would write into it: the stored
+    /// tensor converted to its dtype. False for an unknown name, another shape, or a tensor that is not a contiguous
+    /// CPU tensor. Reads the stored bytes in place when the dtypes agree; otherwise converts one tensor at a time.
+    /// </summary>
+    public bool Matches(string name, torch.Tensor tensor)
+    {
+        if (!_entries.TryGetValue(name, out var e) || !tensor.shape.SequenceEqual(e.Info.Shape)
+            || tensor.device_type != DeviceType.CPU || !tensor.is_contiguous())
+            return false;
+        using var _ = torch.no_grad();
+        if (tensor.dtype == e.Type)
+        {
+            using var flat = tensor.view(-1);
+            return VisitStored(e, flat, static (stored, mine) => stored.SequenceEqual(mine));
+        }
+        using var raw = torch.empty(e.Info.Shape, e.Type);
+        CopyBytes(e, raw);
+        using var converted = torch.empty_like(tensor);
+        converted.copy_(raw);
+        return BytesEqual(converted, tensor);
+    }
+
+    /// <summary>Bitwise equality of two contiguous tensors of one dtype and size (NaN payloads and signed zeros count).</summary>
+    static bool BytesEqual(torch.Tensor a, torch.Tensor b)
+    {
+        using var fa = a.view(-1);
+        using var fb = b.view(-1);
+        long chunk = Math.Max(1, CopyChunkBytes / fa.ElementSize);
+        for (long start = 0; start < fa.numel(); start += chunk)
+        {
+            long count = Math.Min(chunk, fa.numel() - start);
+            using var pa = fa.narrow(0, start, count);
+            using var pb = fb.narrow(0, start, count);
+            if (!pa.bytes.SequenceEqual(pb.bytes)) return false;
+        }
+        return true;
     }
 
     /// <summary>Fills a contiguous CPU tensor of the stored dtype with the tensor's bytes.</summary>
     void CopyBytes(Entry e, torch.Tensor t)
     {
-        long length = e.End - e.Begin;
-        if (length == 0) return;
-        ObjectDisposedException.ThrowIf(_disposed || _map == null, this);
+        if (e.End == e.Begin) return;
         using var flat = t.view(-1);
         // A fresh destination gets huge pages before its first write (far fewer page faults).
-        fixed (byte* destination = flat.bytes) Native.FileAdvice.HugePages(destination, length);
+        fixed (byte* destination = flat.bytes) Native.FileAdvice.HugePages(destination, e.End - e.Begin);
+        VisitStored(e, flat, static (stored, destination) => { stored.CopyTo(destination); return true; });
+    }
+
+    delegate bool ChunkVisitor(ReadOnlySpan<byte> stored, Span<byte> tensor);
+
+    /// <summary>
+    /// Hands the stored bytes of <paramref name="e"/> and the same range of <paramref name="flat"/> (a 1-D contiguous
+    /// CPU tensor of the stored dtype) to <paramref name="visit"/>, chunk by chunk; stops at the first false.
+    /// </summary>
+    bool VisitStored(Entry e, torch.Tensor flat, ChunkVisitor visit)
+    {
+        long length = e.End - e.Begin;
+        if (length == 0) return true;
+        ObjectDisposedException.ThrowIf(_disposed || _map == null, this);
         // One view per tensor: its pages leave the process when the view closes, so resident memory stays at the
-        // model plus the tensor being copied.
+        // model plus the tensor being read.
         using var view = _map.CreateViewAccessor(_dataStart + e.Begin, length, MemoryMappedFileAccess.Read);
         byte* src = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref src);
@@ -310,8 +379,9 @@ public sealed unsafe class SafetensorsFile : ITensorSource
             {
                 long count = Math.Min(chunkElements, e.Info.ElementCount - start);
                 using var part = flat.narrow(0, start, count);
-                new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))).CopyTo(part.bytes);
+                if (!visit(new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))), part.bytes)) return false;
             }
+            return true;
         }
         finally
         {

@@ -175,4 +175,77 @@ public class LoraTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    /// <summary>Weights loaded from a checkpoint and unchanged since are restored by reading the checkpoint again: no
+    /// copy is kept in memory, and the restore is bit for bit (bf16 too, through the load's own conversion).</summary>
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void Originals_loaded_from_a_checkpoint_are_read_again_from_it_not_copied(ScalarType dtype)
+    {
+        var c = MergedCases().First();
+        using var unet = UNet2DConditionModel.FromPretrained(UnetDir, dtype);
+        var before = unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        using var patcher = new LoraPatcher(unet, null);
+        patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
+        var (fromCheckpoint, inMemory, bytes) = patcher.Originals;
+        using var expected = SafetensorsFile.Open(Path.Combine(Dir, (string)c[1]));
+        Assert.Equal(expected.Names.Count, fromCheckpoint);
+        Assert.Equal((0, 0L), (inMemory, bytes));
+        Assert.Contains(before, kv => !kv.Value.view(-1).bytes.SequenceEqual(unet.state_dict()[kv.Key].view(-1).bytes));
+        patcher.Use([]);
+        foreach (var (name, value) in before)
+            Assert.True(value.view(-1).bytes.SequenceEqual(unet.state_dict()[name].view(-1).bytes), $"{dtype}: {name} not restored bit for bit");
+    }
+
+    /// <summary>A weight changed after loading no longer equals its checkpoint: it is copied aside, and unmerging
+    /// restores the changed value, not the file's.</summary>
+    [Fact]
+    public void A_weight_changed_after_loading_is_copied_aside_and_restored_to_its_changed_value()
+    {
+        var c = MergedCases().First();
+        using var unet = UNet2DConditionModel.FromPretrained(UnetDir);
+        using var expected = SafetensorsFile.Open(Path.Combine(Dir, (string)c[1]));
+        string changed = expected.Names[0];
+        using (no_grad()) unet.state_dict()[changed].add_(0.5f);
+        var before = unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        using var patcher = new LoraPatcher(unet, null);
+        patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
+        var (fromCheckpoint, inMemory, bytes) = patcher.Originals;
+        Assert.Equal((expected.Names.Count - 1, 1), (fromCheckpoint, inMemory));
+        Assert.Equal(before[changed].numel() * 4, bytes);
+        patcher.Use([]);
+        foreach (var (name, value) in before)
+            Assert.True(BitEqual(value, unet.state_dict()[name]), $"{name} not restored bit for bit");
+    }
+
+    /// <summary>A checkpoint written to while a LoRA is merged cannot give the originals back: unmerging says so,
+    /// naming the file, instead of restoring other values.</summary>
+    [Fact]
+    public void A_checkpoint_written_to_during_a_merge_makes_unmerging_an_error_naming_it()
+    {
+        var c = MergedCases().First();
+        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-origin-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            foreach (var f in Directory.EnumerateFiles(UnetDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            using var unet = UNet2DConditionModel.FromPretrained(dir);
+            using var patcher = new LoraPatcher(unet, null);
+            patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
+            Assert.True(patcher.Originals.FromCheckpoint > 0);
+            string weights = Directory.EnumerateFiles(dir, "*.safetensors").Single();
+            using (var stream = new FileStream(weights, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
+            {
+                stream.Seek(-1, SeekOrigin.End);
+                int last = stream.ReadByte();
+                stream.Seek(-1, SeekOrigin.End);
+                stream.WriteByte((byte)(last ^ 1));
+            }
+            File.SetLastWriteTimeUtc(weights, DateTime.UtcNow.AddSeconds(5));
+            var e = Assert.Throws<EllaException>(() => patcher.Use([]));
+            Assert.Contains(weights, e.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }

@@ -103,7 +103,8 @@ public static class ToolStages
         double first = sw.Elapsed.TotalSeconds;
         if (warnings.Count > 0) throw new EllaException($"bench: the LoRA did not apply in full: {string.Join("; ", warnings)}");
         var (open, keep, add) = patcher.LastMergeBreakdown;
-        string breakdown = $"open {open.TotalSeconds:F3} s, originals copied aside {keep.TotalSeconds:F3} s, products added {add.TotalSeconds:F3} s";
+        var (fromCheckpoint, inMemory, inMemoryBytes) = patcher.Originals;
+        string breakdown = $"open {open.TotalSeconds:F3} s, originals kept {keep.TotalSeconds:F3} s ({fromCheckpoint} checked against the checkpoint, {inMemory} copied aside: {inMemoryBytes / 1048576.0:F0} MiB), products added {add.TotalSeconds:F3} s";
         var merges = new List<double>();
         var unmerges = new List<double>();
         for (int i = 0; i < runs; i++)
