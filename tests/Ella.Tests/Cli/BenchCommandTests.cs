@@ -1,3 +1,4 @@
+using Ella.Benchmarks;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Ella.Cli.Commands.Bench;
@@ -89,6 +90,46 @@ public sealed class BenchCommandTests : IDisposable
         var json = profile.ToJson();
         Assert.Equal("AMD EPYC 7B13", json["cpu"]);
         Assert.Equal(new[] { "bf16" }, (List<string>)json["emulated_dtypes"]!);
+    }
+
+    /// <summary>A bench measures its peaks at the start and at the end; each peak is the better of the two, and a large
+    /// difference is said (the machine was busy at one moment).</summary>
+    [Fact]
+    public void The_best_of_two_peak_measurements_counts_and_a_large_difference_is_said()
+    {
+        var first = MachineProfile.Measure([ScalarType.Float32], TextWriter.Null, quick: true, cpu: Amd());
+        PeakMeasurement Scaled(PeakMeasurement p, double f) => p with { Gflops = p.Gflops * f };
+        var later = new MachineProfile
+        {
+            Cpu = first.Cpu, Threads = first.Threads, AutoDType = first.AutoDType, Emulated = first.Emulated, LinearKernelInUse = first.LinearKernelInUse,
+            Matmul = first.Matmul.ToDictionary(kv => kv.Key, kv => Scaled(kv.Value, kv.Key == ScalarType.Float32 ? 2.0 : 0.5)),
+            Conv = first.Conv.ToDictionary(kv => kv.Key, kv => Scaled(kv.Value, 1.05)),
+            Linear = first.Linear.ToDictionary(kv => kv.Key, kv => Scaled(kv.Value, 0.9)),
+        };
+        var log = new StringWriter();
+        var best = first.Best(later, log);
+        Assert.Equal(2.0 * first.Matmul[ScalarType.Float32].Gflops, best.Matmul[ScalarType.Float32].Gflops, 6);
+        Assert.Equal(first.Matmul[ScalarType.BFloat16].Gflops, best.Matmul[ScalarType.BFloat16].Gflops, 6);
+        Assert.Equal(1.05 * first.Conv[ScalarType.Float32].Gflops, best.Conv[ScalarType.Float32].Gflops, 6);
+        Assert.All(best.Linear, kv => Assert.Equal(first.Linear[kv.Key].Gflops, kv.Value.Gflops, 6));
+        Assert.Contains("fp32 matmul", log.ToString());
+        Assert.Contains("bf16 matmul", log.ToString());
+        Assert.DoesNotContain("conv", log.ToString());
+    }
+
+    /// <summary>A process spinning on the CPU is seen as another process's load; this process's own work is not.</summary>
+    [Fact]
+    public void Another_process_spinning_on_the_cpu_is_measured_as_busy()
+    {
+        using var spinner = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("sh", ["-c", "while :; do :; done"]))!;
+        try
+        {
+            Thread.Sleep(200);
+            var busy = CpuContention.OtherProcessesBusyCores(TimeSpan.FromSeconds(1));
+            Assert.NotNull(busy);
+            Assert.True(busy >= 0.3, $"a spinning shell measured as {busy:F2} cores");
+        }
+        finally { spinner.Kill(); spinner.WaitForExit(); }
     }
 
     [Fact]
