@@ -15,26 +15,8 @@ internal static class FileAdvice
     [DllImport("libc", EntryPoint = "posix_fadvise", SetLastError = false)]
     static extern int PosixFadvise(int fd, long offset, long length, int advice);
 
-    const int MadvPopulateRead = 22;
-    const int MadvWillNeed = 3;
-
     [DllImport("libc", EntryPoint = "madvise", SetLastError = false)]
     static extern int Madvise(IntPtr address, UIntPtr length, int advice);
-
-    /// <summary>
-    /// Faults a mapped range in with one call (MADV_POPULATE_READ, Linux 5.14+; else MADV_WILLNEED): the kernel reads
-    /// it in large requests instead of one page fault at a time. <paramref name="address"/> must be page-aligned.
-    /// </summary>
-    public static unsafe void PopulateMapping(byte* address, long length)
-    {
-        if (!OperatingSystem.IsLinux() || length <= 0) return;
-        try
-        {
-            if (Madvise((IntPtr)address, (UIntPtr)(ulong)length, MadvPopulateRead) != 0)
-                Madvise((IntPtr)address, (UIntPtr)(ulong)length, MadvWillNeed);
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
-    }
 
     const int MadvHugePage = 14;
     const long HugePage = 2 << 20;

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 using System.Text.Json;
 using TorchSharp;
@@ -6,7 +5,7 @@ using TorchSharp;
 namespace Ella.Weights;
 
 /// <summary>
-/// One <c>.safetensors</c> file: the header is parsed and fully validated on open; tensor data stays memory-mapped and
+/// One <c>.safetensors</c> file: the header is parsed and fully validated on open; tensor data stays in the file and
 /// is copied into a torch tensor only when <see cref="Read"/> asks for it.
 /// </summary>
 /// <remarks>
@@ -23,7 +22,6 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 
     readonly Dictionary<string, Entry> _entries;
     readonly List<string> _names;
-    readonly MemoryMappedFile? _map;
     readonly FileStream? _stream;
     readonly long _dataStart;
 
@@ -40,14 +38,13 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     public long HeaderLength { get; }
 
     SafetensorsFile(string path, long headerLength, Dictionary<string, Entry> entries, Dictionary<string, string> metadata,
-        MemoryMappedFile? map, FileStream? stream)
+        FileStream? stream)
     {
         Path = path;
         HeaderLength = headerLength;
         _entries = entries;
         _names = entries.Keys.ToList();
         Metadata = metadata;
-        _map = map;
         _stream = stream;
         _dataStart = 8 + headerLength;
         if (stream != null) Version = VersionOf(stream.SafeFileHandle);
@@ -96,15 +93,13 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         var (entries, metadata) = ParseHeader(path, header, dataLength);
         ValidateLayout(path, entries.Values, dataLength);
 
-        MemoryMappedFile? map = null;
         FileStream? stream = null;
         if (dataLength > 0)
         {
             stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
             Native.FileAdvice.Sequential(stream.SafeFileHandle);
-            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
         }
-        return new SafetensorsFile(path, headerLength, entries, metadata, map, stream);
+        return new SafetensorsFile(path, headerLength, entries, metadata, stream);
     }
 
     static (Dictionary<string, Entry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
@@ -316,7 +311,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         if (tensor.dtype == e.Type)
         {
             using var flat = tensor.view(-1);
-            return VisitStored(e, flat, static (stored, mine) => stored.SequenceEqual(mine));
+            return StoredEquals(e, flat);
         }
         using var raw = torch.empty(e.Info.Shape, e.Type);
         CopyBytes(e, raw);
@@ -342,50 +337,75 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     }
 
     /// <summary>Fills a contiguous CPU tensor of the stored dtype with the tensor's bytes.</summary>
+    /// <remarks>
+    /// Reads with pread straight into the tensor's memory: the kernel copies from its page cache (or the disk) without
+    /// mapping the file into this process. Measured against one memory-mapped view per tensor (mapping, populating and
+    /// copying): 0.10 s against 0.38–0.50 s for 1 GB of SD1.5 weights in the page cache, and the process's resident
+    /// memory holds only the model.
+    /// </remarks>
     void CopyBytes(Entry e, torch.Tensor t)
     {
         if (e.End == e.Begin) return;
         using var flat = t.view(-1);
         // A fresh destination gets huge pages before its first write (far fewer page faults).
         fixed (byte* destination = flat.bytes) Native.FileAdvice.HugePages(destination, e.End - e.Begin);
-        VisitStored(e, flat, static (stored, destination) => { stored.CopyTo(destination); return true; });
+        foreach (var (fileOffset, part) in Chunks(e, flat))
+            using (part)
+                ReadExactly(part.bytes, fileOffset);
     }
 
-    delegate bool ChunkVisitor(ReadOnlySpan<byte> stored, Span<byte> tensor);
-
-    /// <summary>
-    /// Hands the stored bytes of <paramref name="e"/> and the same range of <paramref name="flat"/> (a 1-D contiguous
-    /// CPU tensor of the stored dtype) to <paramref name="visit"/>, chunk by chunk; stops at the first false.
-    /// </summary>
-    bool VisitStored(Entry e, torch.Tensor flat, ChunkVisitor visit)
+    /// <summary>Whether the stored bytes equal those of <paramref name="flat"/> (1-D, contiguous, the stored dtype).</summary>
+    bool StoredEquals(Entry e, torch.Tensor flat)
     {
-        long length = e.End - e.Begin;
-        if (length == 0) return true;
-        ObjectDisposedException.ThrowIf(_disposed || _map == null, this);
-        // One view per tensor: its pages leave the process when the view closes, so resident memory stays at the
-        // model plus the tensor being read.
-        using var view = _map.CreateViewAccessor(_dataStart + e.Begin, length, MemoryMappedFileAccess.Read);
-        byte* src = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref src);
+        if (e.End == e.Begin) return true;
+        const int ScratchBytes = 16 << 20;
+        byte[] scratch = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(ScratchBytes, e.End - e.Begin));
         try
         {
-            // The view starts on a page boundary; PointerOffset is where the tensor begins inside it. Fault the whole
-            // range in with one call: large reads instead of a page fault per 4 KB.
-            Native.FileAdvice.PopulateMapping(src, view.PointerOffset + length);
-            src += view.PointerOffset;
-            int elementSize = (int)(length / Math.Max(1, e.Info.ElementCount));
-            long chunkElements = Math.Max(1, CopyChunkBytes / elementSize);
-            for (long start = 0; start < e.Info.ElementCount; start += chunkElements)
-            {
-                long count = Math.Min(chunkElements, e.Info.ElementCount - start);
-                using var part = flat.narrow(0, start, count);
-                if (!visit(new ReadOnlySpan<byte>(src + start * elementSize, checked((int)(count * elementSize))), part.bytes)) return false;
-            }
+            foreach (var (fileOffset, part) in Chunks(e, flat))
+                using (part)
+                {
+                    var mine = part.bytes;
+                    for (int at = 0; at < mine.Length; at += scratch.Length)
+                    {
+                        int n = Math.Min(scratch.Length, mine.Length - at);
+                        var stored = scratch.AsSpan(0, n);
+                        ReadExactly(stored, fileOffset + at);
+                        if (!stored.SequenceEqual(mine.Slice(at, n))) return false;
+                    }
+                }
             return true;
         }
-        finally
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(scratch); }
+    }
+
+    /// <summary>
+    /// The tensor's stored range in pieces a span can cover (<see cref="CopyChunkBytes"/>): each piece's offset in the
+    /// file, and the matching view of <paramref name="flat"/> (a 1-D contiguous tensor of the stored dtype; the caller
+    /// disposes each view).
+    /// </summary>
+    IEnumerable<(long FileOffset, torch.Tensor Part)> Chunks(Entry e, torch.Tensor flat)
+    {
+        ObjectDisposedException.ThrowIf(_disposed || _stream == null, this);
+        long length = e.End - e.Begin;
+        int elementSize = (int)(length / Math.Max(1, e.Info.ElementCount));
+        long chunkElements = Math.Max(1, CopyChunkBytes / elementSize);
+        for (long start = 0; start < e.Info.ElementCount; start += chunkElements)
         {
-            view.SafeMemoryMappedViewHandle.ReleasePointer();
+            long count = Math.Min(chunkElements, e.Info.ElementCount - start);
+            yield return (_dataStart + e.Begin + start * elementSize, flat.narrow(0, start, count));
+        }
+    }
+
+    void ReadExactly(Span<byte> destination, long fileOffset)
+    {
+        while (destination.Length > 0)
+        {
+            int read = RandomAccess.Read(_stream!.SafeFileHandle, destination, fileOffset);
+            if (read == 0)
+                throw new CheckpointException($"{Path}: the file ended at byte {fileOffset}, inside a tensor (was it truncated after opening?)");
+            destination = destination[read..];
+            fileOffset += read;
         }
     }
 
@@ -395,7 +415,6 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     {
         if (_disposed) return;
         _disposed = true;
-        _map?.Dispose();
         _stream?.Dispose();
     }
 }
