@@ -56,8 +56,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         new(RandomAccess.GetLength(handle), File.GetLastWriteTimeUtc(handle));
 
     /// <summary>
-    /// Whether the open file was written to since it was opened (its length or write time differ). Its mapping shows
-    /// such writes, so tensors read now may differ from those read at opening.
+    /// Whether the open file was written to since it was opened (its length or write time differ). Reads see such
+    /// writes, so tensors read now may differ from those read at opening.
     /// </summary>
     public bool ChangedSinceOpened => _stream != null && VersionOf(_stream.SafeFileHandle) != Version;
 
