@@ -24,17 +24,7 @@ public sealed record LibTorchBuild(string? Config, string? ParallelInfo, string?
     public static LibTorchBuild Read()
     {
         Native.TorchRuntime.Initialize();
-        torch.InitializeDeviceType(DeviceType.CPU);
-        IntPtr lib = IntPtr.Zero;
-        if (OperatingSystem.IsLinux() && Environment.Is64BitProcess && RuntimeInformation.ProcessArchitecture == Architecture.X64)
-        {
-            if (!NativeLibrary.TryLoad("libtorch_cpu.so", out lib))
-            {
-                string? glue = Native.TorchRuntime.NativeLibraryPath();
-                string? candidate = glue == null ? null : Path.Combine(Path.GetDirectoryName(glue)!, "libtorch_cpu.so");
-                if (candidate == null || !File.Exists(candidate) || !NativeLibrary.TryLoad(candidate, out lib)) lib = IntPtr.Zero;
-            }
-        }
+        IntPtr lib = Native.LibTorchCpu.Handle;
         string? Call(string symbol) => lib != IntPtr.Zero ? CallStringFunction(lib, symbol) : null;
         return new LibTorchBuild(Call(ShowConfig), Call(GetParallelInfo), Call(GetCpuCapability), Call(GetMkldnnVersion), Call(GetMklVersion), Call(GetOpenMpVersion));
     }

@@ -6,8 +6,8 @@ namespace Ella.Native;
 /// Process-wide TorchSharp set-up. <see cref="Initialize"/> must run before the first tensor is created; every entry
 /// point (CLI, pipelines, tests) calls it. It makes sure libLibTorchSharp.so loads on older libstdc++ (the build already
 /// patches its output copy; this is the safety net for hosts that copied the library some other way), keeps freed
-/// memory for reuse (<see cref="MallocTuning"/>), sets threads, and lets MKL use AVX-512 on AMD CPUs
-/// (<see cref="MklCpuDispatch"/>).
+/// memory for reuse (<see cref="MallocTuning"/>), sets threads, turns NNPACK off (<see cref="NnpackSwitch"/>), and lets
+/// MKL use AVX-512 on AMD CPUs (<see cref="MklCpuDispatch"/>).
 /// </summary>
 public static class TorchRuntime
 {
@@ -41,6 +41,7 @@ public static class TorchRuntime
                 MallocTuning.Apply();
                 _initialized = true;
                 if (threads is not > 0) torch.set_num_threads(Hardware.CpuInfo.Current.DefaultThreads);
+                NnpackSwitch.Disable();
             }
             if (threads is > 0) torch.set_num_threads(threads.Value);
             // libtorch is loaded now (set_num_threads above), and no matmul has run yet.
