@@ -248,4 +248,50 @@ public class LoraTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    /// <summary>
+    /// A model loaded through a layout conversion, as a single-file (LDM) checkpoint is: renamed tensors are read again
+    /// from the file under their stored names; a transformed one (here an identity transform standing in for a
+    /// reshape) has no stored counterpart and is copied aside. Both restore bit for bit.
+    /// </summary>
+    [Fact]
+    public void Weights_loaded_through_a_key_mapping_are_read_again_by_their_stored_names()
+    {
+        var c = MergedCases().First();
+        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-mapped-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            using var expected = SafetensorsFile.Open(Path.Combine(Dir, (string)c[1]));
+            string transformed = expected.Names[0];
+            string file = Path.Combine(dir, "renamed.safetensors");
+            using (var original = Checkpoint.Open(UnetDir))
+            {
+                var tensors = original.Names.ToDictionary(n => "model.diffusion_model." + n, n => original.Read(n));
+                SafetensorsWriter.Save(file, tensors);
+                foreach (var t in tensors.Values) t.Dispose();
+            }
+            using var stored = SafetensorsFile.Open(file);
+            var map = stored.Names.ToDictionary(n => n["model.diffusion_model.".Length..], n => n);
+            var transforms = new Dictionary<string, (Func<Tensor, Tensor>, long[])>
+            {
+                [transformed] = (t => t.clone(), stored.GetInfo("model.diffusion_model." + transformed).Shape),
+            };
+            using var view = new KeyMappedTensorSource(stored, map, transforms);
+            using var unet = UNet2DConditionModel.FromSource(Ella.Configs.UNet2DConditionConfig.Load(UnetDir), view);
+            var before = unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+            using var patcher = new LoraPatcher(unet, null);
+            patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
+            Assert.Equal((expected.Names.Count - 1, 1), (patcher.Originals.FromCheckpoint, patcher.Originals.InMemory));
+            foreach (var name in expected.Names)
+            {
+                using var e = expected.Read(name, ScalarType.Float32);
+                Assert.True((unet.state_dict()[name] - e).abs().max().item<float>() <= 1e-6, $"{name} merged wrongly");
+            }
+            patcher.Use([]);
+            foreach (var (name, value) in before)
+                Assert.True(BitEqual(value, unet.state_dict()[name]), $"{name} not restored bit for bit");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
