@@ -10,8 +10,12 @@ namespace Ella.Tests.Tools;
 
 /// <summary>LoRA merging against the fixture's expected merged tensors (kohya and PEFT layouts), bit-exact unmerge,
 /// warnings and errors.</summary>
-public class LoraTests
+public sealed class LoraTests : IDisposable
 {
+    /// <summary>A folder of this test's own, deleted after it.</summary>
+    readonly string _dir = Directory.CreateTempSubdirectory("ella-lora-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
     static string Dir => ToolsFixtureTests.Dir;
     /// <summary>Same dtype, shape and bits (float32 tensors).</summary>
     static bool BitEqual(Tensor a, Tensor b) =>
@@ -72,48 +76,38 @@ public class LoraTests
         Assert.Equal("a cat in a hat", prompt);
         Assert.Equal([("style_a", 0.8), ("b", 1.0)], tags);
         Assert.Equal("no tags here", LoraPromptTags.Extract("no tags here").Prompt);
-        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-dir-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "style_a.safetensors"), "");
-            Assert.Equal(Path.Combine(dir, "style_a.safetensors"), LoraPromptTags.Resolve("style_a", dir));
-            var e = Assert.Throws<EllaException>(() => LoraPromptTags.Resolve("missing", dir));
-            Assert.Contains("missing.safetensors", e.Message);
-            Assert.Throws<EllaException>(() => LoraPromptTags.Resolve("style_a", null));
-        }
-        finally { Directory.Delete(dir, true); }
+        string dir = _dir;
+        File.WriteAllText(Path.Combine(dir, "style_a.safetensors"), "");
+        Assert.Equal(Path.Combine(dir, "style_a.safetensors"), LoraPromptTags.Resolve("style_a", dir));
+        var e = Assert.Throws<EllaException>(() => LoraPromptTags.Resolve("missing", dir));
+        Assert.Contains("missing.safetensors", e.Message);
+        Assert.Throws<EllaException>(() => LoraPromptTags.Resolve("style_a", null));
     }
 
     [Fact]
     public void Unmatched_keys_are_warned_and_a_file_matching_nothing_is_an_error()
     {
         using var unet = UNet2DConditionModel.FromPretrained(UnetDir);
-        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
+        string dir = _dir;
+        string good = Path.Combine(dir, "partial.safetensors"), bad = Path.Combine(dir, "nothing.safetensors");
+        SafetensorsWriter.Save(good, new Dictionary<string, Tensor>
         {
-            string good = Path.Combine(dir, "partial.safetensors"), bad = Path.Combine(dir, "nothing.safetensors");
-            SafetensorsWriter.Save(good, new Dictionary<string, Tensor>
-            {
-                ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"] = ones(2, 32),
-                ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight"] = ones(32, 2),
-                ["lora_unet_no_such_module.lora_down.weight"] = ones(2, 32),
-                ["lora_unet_no_such_module.lora_up.weight"] = ones(32, 2),
-            });
-            SafetensorsWriter.Save(bad, new Dictionary<string, Tensor>
-            {
-                ["lora_unet_no_such_module.lora_down.weight"] = ones(2, 32),
-                ["lora_unet_no_such_module.lora_up.weight"] = ones(32, 2),
-            });
-            using var patcher = new LoraPatcher(unet, null);
-            var warnings = new List<string>();
-            patcher.Use([new LoraSpec(good)], warnings);
-            Assert.Contains(warnings, w => w.Contains("lora_unet_no_such_module"));
-            var e = Assert.Throws<EllaException>(() => patcher.Use([new LoraSpec(bad)]));
-            Assert.Contains(bad, e.Message);
-        }
-        finally { Directory.Delete(dir, true); }
+            ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"] = ones(2, 32),
+            ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight"] = ones(32, 2),
+            ["lora_unet_no_such_module.lora_down.weight"] = ones(2, 32),
+            ["lora_unet_no_such_module.lora_up.weight"] = ones(32, 2),
+        });
+        SafetensorsWriter.Save(bad, new Dictionary<string, Tensor>
+        {
+            ["lora_unet_no_such_module.lora_down.weight"] = ones(2, 32),
+            ["lora_unet_no_such_module.lora_up.weight"] = ones(32, 2),
+        });
+        using var patcher = new LoraPatcher(unet, null);
+        var warnings = new List<string>();
+        patcher.Use([new LoraSpec(good)], warnings);
+        Assert.Contains(warnings, w => w.Contains("lora_unet_no_such_module"));
+        var e = Assert.Throws<EllaException>(() => patcher.Use([new LoraSpec(bad)]));
+        Assert.Contains(bad, e.Message);
     }
 
     /// <summary>A server switching sets: A, B, A again and none. The originals are kept between switches, so each merge
@@ -155,25 +149,20 @@ public class LoraTests
         string q = "text_model.encoder.layers.0.self_attn.q_proj.weight";
         var before = clip.state_dict()[q].clone();
         long width = before.shape[1];
-        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-te-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
+        string dir = _dir;
+        string file = Path.Combine(dir, "te.safetensors");
+        SafetensorsWriter.Save(file, new Dictionary<string, Tensor>
         {
-            string file = Path.Combine(dir, "te.safetensors");
-            SafetensorsWriter.Save(file, new Dictionary<string, Tensor>
-            {
-                ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"] = full(1, width, 0.5f),
-                ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight"] = full(width, 1, 0.5f),
-                ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha"] = tensor(2f),
-            });
-            using var patcher = new LoraPatcher(unet, clip);
-            patcher.Use([new LoraSpec(file, 0.5)]);
-            // 0.5 · (alpha 2 / rank 1) · 0.25 = 0.25 added to every element
-            Assert.True(((clip.state_dict()[q] - before) - 0.25).abs().max().item<float>() < 1e-6);
-            patcher.Use([]);
-            Assert.True(BitEqual(before, clip.state_dict()[q]));
-        }
-        finally { Directory.Delete(dir, true); }
+            ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"] = full(1, width, 0.5f),
+            ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight"] = full(width, 1, 0.5f),
+            ["lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha"] = tensor(2f),
+        });
+        using var patcher = new LoraPatcher(unet, clip);
+        patcher.Use([new LoraSpec(file, 0.5)]);
+        // 0.5 · (alpha 2 / rank 1) · 0.25 = 0.25 added to every element
+        Assert.True(((clip.state_dict()[q] - before) - 0.25).abs().max().item<float>() < 1e-6);
+        patcher.Use([]);
+        Assert.True(BitEqual(before, clip.state_dict()[q]));
     }
 
     /// <summary>Weights loaded from a checkpoint and unchanged since are restored by reading the checkpoint again: no
@@ -225,28 +214,23 @@ public class LoraTests
     public void A_checkpoint_written_to_during_a_merge_makes_unmerging_an_error_naming_it()
     {
         var c = MergedCases().First();
-        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-origin-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
+        string dir = _dir;
+        foreach (var f in Directory.EnumerateFiles(UnetDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        using var unet = UNet2DConditionModel.FromPretrained(dir);
+        using var patcher = new LoraPatcher(unet, null);
+        patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
+        Assert.True(patcher.Originals.FromCheckpoint > 0);
+        string weights = Directory.EnumerateFiles(dir, "*.safetensors").Single();
+        using (var stream = new FileStream(weights, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
         {
-            foreach (var f in Directory.EnumerateFiles(UnetDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
-            using var unet = UNet2DConditionModel.FromPretrained(dir);
-            using var patcher = new LoraPatcher(unet, null);
-            patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
-            Assert.True(patcher.Originals.FromCheckpoint > 0);
-            string weights = Directory.EnumerateFiles(dir, "*.safetensors").Single();
-            using (var stream = new FileStream(weights, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
-            {
-                stream.Seek(-1, SeekOrigin.End);
-                int last = stream.ReadByte();
-                stream.Seek(-1, SeekOrigin.End);
-                stream.WriteByte((byte)(last ^ 1));
-            }
-            File.SetLastWriteTimeUtc(weights, DateTime.UtcNow.AddSeconds(5));
-            var e = Assert.Throws<EllaException>(() => patcher.Use([]));
-            Assert.Contains(weights, e.Message);
+            stream.Seek(-1, SeekOrigin.End);
+            int last = stream.ReadByte();
+            stream.Seek(-1, SeekOrigin.End);
+            stream.WriteByte((byte)(last ^ 1));
         }
-        finally { Directory.Delete(dir, true); }
+        File.SetLastWriteTimeUtc(weights, DateTime.UtcNow.AddSeconds(5));
+        var e = Assert.Throws<EllaException>(() => patcher.Use([]));
+        Assert.Contains(weights, e.Message);
     }
 
     /// <summary>
@@ -258,40 +242,35 @@ public class LoraTests
     public void Weights_loaded_through_a_key_mapping_are_read_again_by_their_stored_names()
     {
         var c = MergedCases().First();
-        string dir = Path.Combine(Path.GetTempPath(), $"ella-lora-mapped-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
+        string dir = _dir;
+        using var expected = SafetensorsFile.Open(Path.Combine(Dir, (string)c[1]));
+        string transformed = expected.Names[0];
+        string file = Path.Combine(dir, "renamed.safetensors");
+        using (var original = Checkpoint.Open(UnetDir))
         {
-            using var expected = SafetensorsFile.Open(Path.Combine(Dir, (string)c[1]));
-            string transformed = expected.Names[0];
-            string file = Path.Combine(dir, "renamed.safetensors");
-            using (var original = Checkpoint.Open(UnetDir))
-            {
-                var tensors = original.Names.ToDictionary(n => "model.diffusion_model." + n, n => original.Read(n));
-                SafetensorsWriter.Save(file, tensors);
-                foreach (var t in tensors.Values) t.Dispose();
-            }
-            using var stored = SafetensorsFile.Open(file);
-            var map = stored.Names.ToDictionary(n => n["model.diffusion_model.".Length..], n => n);
-            var transforms = new Dictionary<string, (Func<Tensor, Tensor>, long[])>
-            {
-                [transformed] = (t => t.clone(), stored.GetInfo("model.diffusion_model." + transformed).Shape),
-            };
-            using var view = new KeyMappedTensorSource(stored, map, transforms);
-            using var unet = UNet2DConditionModel.FromSource(Ella.Configs.UNet2DConditionConfig.Load(UnetDir), view);
-            var before = unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
-            using var patcher = new LoraPatcher(unet, null);
-            patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
-            Assert.Equal((expected.Names.Count - 1, 1), (patcher.Originals.FromCheckpoint, patcher.Originals.InMemory));
-            foreach (var name in expected.Names)
-            {
-                using var e = expected.Read(name, ScalarType.Float32);
-                Assert.True((unet.state_dict()[name] - e).abs().max().item<float>() <= 1e-6, $"{name} merged wrongly");
-            }
-            patcher.Use([]);
-            foreach (var (name, value) in before)
-                Assert.True(BitEqual(value, unet.state_dict()[name]), $"{name} not restored bit for bit");
+            var tensors = original.Names.ToDictionary(n => "model.diffusion_model." + n, n => original.Read(n));
+            SafetensorsWriter.Save(file, tensors);
+            foreach (var t in tensors.Values) t.Dispose();
         }
-        finally { Directory.Delete(dir, true); }
+        using var stored = SafetensorsFile.Open(file);
+        var map = stored.Names.ToDictionary(n => n["model.diffusion_model.".Length..], n => n);
+        var transforms = new Dictionary<string, (Func<Tensor, Tensor>, long[])>
+        {
+            [transformed] = (t => t.clone(), stored.GetInfo("model.diffusion_model." + transformed).Shape),
+        };
+        using var view = new KeyMappedTensorSource(stored, map, transforms);
+        using var unet = UNet2DConditionModel.FromSource(Ella.Configs.UNet2DConditionConfig.Load(UnetDir), view);
+        var before = unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        using var patcher = new LoraPatcher(unet, null);
+        patcher.Use([new LoraSpec(Path.Combine(Dir, (string)c[0]), (double)c[2])]);
+        Assert.Equal((expected.Names.Count - 1, 1), (patcher.Originals.FromCheckpoint, patcher.Originals.InMemory));
+        foreach (var name in expected.Names)
+        {
+            using var e = expected.Read(name, ScalarType.Float32);
+            Assert.True((unet.state_dict()[name] - e).abs().max().item<float>() <= 1e-6, $"{name} merged wrongly");
+        }
+        patcher.Use([]);
+        foreach (var (name, value) in before)
+            Assert.True(BitEqual(value, unet.state_dict()[name]), $"{name} not restored bit for bit");
     }
 }
