@@ -24,6 +24,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     readonly List<string> _names;
     readonly FileStream? _stream;
     readonly long _dataStart;
+    /// <summary>The absolute path <see cref="WeightOrigins"/> records (a process may change its working folder).</summary>
+    readonly string _fullPath;
 
     sealed record Entry(TensorInfo Info, torch.ScalarType Type, long Begin, long End);
 
@@ -47,6 +49,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         Metadata = metadata;
         _stream = stream;
         _dataStart = 8 + headerLength;
+        _fullPath = System.IO.Path.GetFullPath(path);
         if (stream != null) Version = VersionOf(stream.SafeFileHandle);
     }
 
@@ -294,7 +297,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
             }
         }
         if (destination.device_type == DeviceType.CPU && _stream != null)
-            WeightOrigins.Record(destination, new WeightOrigin(System.IO.Path.GetFullPath(Path), name, Version));
+            WeightOrigins.Record(destination, new WeightOrigin(_fullPath, name, Version));
     }
 
     /// <summary>
