@@ -27,6 +27,8 @@ public sealed class WorldTrainOptions
     public long Seed { get; init; }
     /// <summary>A trained VAE folder (config.json with its scaling_factor + weights) used instead of stage 1, e.g. a shipped model's vae/.</summary>
     public string? VaeFrom { get; init; }
+    /// <summary>A trained world model folder: stages 1–2 are skipped and only the connectors are trained against it.</summary>
+    public string? BaseFrom { get; init; }
     public StageSettings Vae { get; init; } = new(MaxSteps: 4000, Batch: 8, Lr: 1e-3, WarmupSteps: 50, SaveEvery: 100, Seed: 0);
     public StageSettings Base { get; init; } = new(MaxSteps: 5000, Batch: 16, Lr: 5e-4, WarmupSteps: 100, SaveEvery: 100, Seed: 1, EmaDecay: 0.999);
     public StageSettings Connector { get; init; } = new(MaxSteps: 1200, Batch: 16, Lr: 3e-4, WarmupSteps: 50, SaveEvery: 100, Seed: 2);
@@ -85,6 +87,12 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         Directory.CreateDirectory(o.WorkDir);
         var tokenizer = ClipTokenizer.FromPretrained(o.ClipTokenizer);
 
+        if (o.BaseFrom is { } trainedBase)
+        {
+            TrainConnectorsOn(trainedBase, commit, clock, cancellation);
+            return;
+        }
+
         // Stage 1: VAE (or a trained one).
         var (scaledVae, vaeConfig) = o.VaeFrom is { } from ? LoadVae(from) : TrainVae(cancellation);
         using var vaeOwner = scaledVae;
@@ -141,6 +149,35 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
 
         // Stage 3: connectors on dense captions, everything else frozen.
         foreach (var name in o.Connectors) TrainConnector(name, scaledVae, provenance, cancellation);
+        log.WriteLine($"done in {TrainingRun.Duration(clock.Elapsed.TotalSeconds)} (this run); model {o.ModelDir}");
+    }
+
+    /// <summary>The parts of a world model that stages 1–2 produce (what <c>--base</c> reuses).</summary>
+    public static readonly string[] BaseParts = ["vae", "text_encoder", "tokenizer", "unet", "scheduler"];
+
+    /// <summary>Stage 3 alone, against a trained base (copied into the model folder first when that is another folder).</summary>
+    void TrainConnectorsOn(string trainedBase, string commit, Stopwatch clock, CancellationToken cancellation)
+    {
+        if (Path.GetFullPath(trainedBase) != Path.GetFullPath(o.ModelDir))
+        {
+            foreach (var part in BaseParts)
+            {
+                string to = Path.Combine(o.ModelDir, part);
+                Directory.CreateDirectory(to);
+                foreach (var file in Directory.GetFiles(Path.Combine(trainedBase, part)))
+                    File.Copy(file, Path.Combine(to, Path.GetFileName(file)), overwrite: true);
+            }
+            File.Copy(Path.Combine(trainedBase, "model_index.json"), Path.Combine(o.ModelDir, "model_index.json"), overwrite: true);
+            log.WriteLine($"[base] copied the trained base {trainedBase} into {o.ModelDir}; stages 1–2 skipped");
+        }
+        else log.WriteLine($"[base] using the trained base in {trainedBase}; stages 1–2 skipped");
+        var (vae, _) = LoadVae(Path.Combine(o.ModelDir, "vae"));
+        using var vaeOwner = vae;
+        var provenance = new Dictionary<string, string>
+        {
+            ["produced_by"] = o.Command, ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture), ["commit"] = commit,
+        };
+        foreach (var name in o.Connectors) TrainConnector(name, vae, provenance, cancellation);
         log.WriteLine($"done in {TrainingRun.Duration(clock.Elapsed.TotalSeconds)} (this run); model {o.ModelDir}");
     }
 

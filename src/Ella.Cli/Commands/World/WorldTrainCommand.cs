@@ -28,6 +28,7 @@ public static class WorldTrainCommand
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
         var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
         var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
+        var baseFrom = new Option<string?>("--base") { Description = "Skip stages 1–2 and train only the connectors (--connectors) against this trained shapes-world folder (vae/, text_encoder/, tokenizer/, unet/, scheduler/), e.g. models/shapes-world; a different --out gets a copy of those first" };
         var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 1)" };
         var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the shipped recipe: 0.02; 1.0 makes the base read its words, see README)", DefaultValueFactory = _ => 0.02 };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
@@ -39,7 +40,7 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -62,6 +63,19 @@ public static class WorldTrainCommand
                 var r = s with { MaxSteps = steps ?? s.MaxSteps, Batch = p.GetValue(batch) ?? s.Batch };
                 return r with { WarmupSteps = Math.Min(r.WarmupSteps, r.MaxSteps / 4), SaveEvery = Math.Min(r.SaveEvery, r.MaxSteps) };
             }
+            if (p.GetValue(baseFrom) != null)
+            {
+                // Stages 1–2 do not run: their flags would silently do nothing.
+                var stageFlags = new (string Flag, bool Given)[]
+                {
+                    ("--vae", p.GetValue(vaeFrom) != null), ("--vae-steps", p.GetValue(vaeSteps) != null), ("--base-steps", p.GetValue(baseSteps) != null),
+                    ("--vae-channels", p.GetValue(vaeChannels) != null), ("--unet-channels", p.GetValue(unetChannels) != null),
+                    ("--unet-layers", p.GetValue(unetLayers) != null), ("--token-embedding-std", p.GetResult(tokenStd) is { Implicit: false }),
+                    ("--prediction", p.GetResult(prediction) is { Implicit: false }), ("--dtype", p.GetResult(dtype) is { Implicit: false }),
+                };
+                if (stageFlags.Where(f => f.Given).Select(f => f.Flag).ToList() is { Count: > 0 } given)
+                    throw new EllaException($"--base {p.GetValue(baseFrom)}: {string.Join(", ", given)} only change stages 1–2, which --base skips");
+            }
             if (p.GetValue(samples) is { } cs && cs < 1) throw new EllaException($"--connector-samples {cs}: must be at least 1");
             var options = new WorldTrainOptions
             {
@@ -74,6 +88,7 @@ public static class WorldTrainCommand
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
                 Connectors = names, Prediction = p.GetValue(prediction)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
+                BaseFrom = BaseFolder(p.GetValue(baseFrom)),
                 Command = "ella " + string.Join(' ', p.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)),
             };
             foreach (var name in names) WorldTrainOptions.ConnectorKind(name);
@@ -89,6 +104,18 @@ public static class WorldTrainCommand
         if (path == null) return null;
         // The recipe checks the folder's files before any training starts (WorldRecipe.LoadVae).
         if (!Directory.Exists(path)) throw new EllaException($"--vae {path}: folder not found");
+        return Path.GetFullPath(path);
+    }
+
+    static string? BaseFolder(string? path)
+    {
+        if (path == null) return null;
+        if (!Directory.Exists(path)) throw new EllaException($"--base {path}: folder not found");
+        foreach (var part in WorldRecipe.BaseParts)
+            if (!Directory.Exists(Path.Combine(path, part)))
+                throw new EllaException($"--base {path}: no {part}/ in that folder (expected a trained shapes-world model, e.g. models/shapes-world)");
+        if (!File.Exists(Path.Combine(path, "model_index.json")))
+            throw new EllaException($"--base {path}: no model_index.json in that folder (expected a trained shapes-world model, e.g. models/shapes-world)");
         return Path.GetFullPath(path);
     }
 
