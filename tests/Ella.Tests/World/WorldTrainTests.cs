@@ -50,6 +50,31 @@ public sealed class WorldTrainTests : IDisposable
             "--work", Path.Combine(_dir, "work"), "--out", model, "--seed", "3");
         Assert.True(again.ExitCode == 0, again.Error);
         Assert.DoesNotContain("step 1/", again.Error);
+
+        // --base: stage 3 alone against that model, into another folder that gets a copy of the base first.
+        string other = Path.Combine(_dir, "other");
+        var connectorsOnly = CliRunner.Run("world", "train", "--base", model, "--out", other, "--connectors", "resampler", "--connector-steps", "2",
+            "--connector-samples", "8", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work-base"), "--seed", "3");
+        Assert.True(connectorsOnly.ExitCode == 0, connectorsOnly.Error);
+        Assert.DoesNotContain(connectorsOnly.Error.Split('\n'), l => (l.StartsWith("[vae]") || l.StartsWith("[base]")) && l.Contains("parameters; steps"));
+        Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler]") && l.Contains("parameters"));
+        foreach (var f in new[] { "vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "model_index.json" })
+            Assert.Equal(File.ReadAllBytes(Path.Combine(model, f)), File.ReadAllBytes(Path.Combine(other, f)));
+        Assert.Equal("resampler", Connectors.FromPretrained(Path.Combine(other, "ablations", "resampler.safetensors")).Config.ConnectorType);
+        Assert.False(Directory.Exists(Path.Combine(other, "ella")));
+    }
+
+    [Theory]
+    [InlineData("--vae-steps", "3")]
+    [InlineData("--token-embedding-std", "1.0")]
+    [InlineData("--dtype", "bf16")]
+    public void Stage_1_and_2_flags_with_base_exit_2_naming_them(string flag, string value)
+    {
+        var r = CliRunner.Run("world", "train", "--base", "models/shapes-world", "--work", Path.Combine(_dir, "work"), "--out", Path.Combine(_dir, "model"), flag, value);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains(flag, r.Error);
+        Assert.Contains("--base", r.Error);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "model")));
     }
 
     [Fact]
@@ -155,6 +180,7 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--vae-channels", "16,32")]
     [InlineData("--size", "huge")]
     [InlineData("--clip-tokenizer", "/nonexistent/clip")]
+    [InlineData("--base", "/nonexistent/world")]
     public void Bad_flags_exit_2_naming_the_flag(string flag, string value)
     {
         var r = CliRunner.Run("world", "train", "--work", Path.Combine(_dir, "work"), "--out", Path.Combine(_dir, "model"), flag, value);
