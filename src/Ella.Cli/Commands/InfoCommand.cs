@@ -61,7 +61,7 @@ public static class InfoCommand
                 ["linear_kernel"] = LinearKernel.Name(LinearKernel.Current),
                 ["malloc"] = Native.MallocTuning.State,
                 ["mkl_dispatch"] = Native.MklCpuDispatch.State,
-                ["scalar_grace"] = Native.ScalarGrace.Status,
+                ["finalizer_grace"] = Native.FinalizerGrace.Status,
                 ["malloc_reuse_faults"] = Native.MallocTuning.ReuseFaults(),
                 ["cuda_available"] = cuda,
                 ["cpu_capability"] = build.CpuCapability,
@@ -88,7 +88,7 @@ public static class InfoCommand
         o.WriteLine($"fp32 inference linears: {LinearKernel.Name(LinearKernel.Current)} " +
                     $"({(LinearKernel.Current == LinearKernelKind.OneDnnConv ? "oneDNN 1×1 convolutions: MKL's sgemm runs its AVX2 path on AMD CPUs with AVX-512" : "libtorch's MKL sgemm")}; ELLA_LINEAR_KERNEL=blas|onednn overrides)");
         o.WriteLine($"MKL dispatch: {Native.MklCpuDispatch.State}");
-        o.WriteLine($"TorchSharp Scalar frees: {Native.ScalarGrace.Status}");
+        o.WriteLine($"finalizer grace: {Native.FinalizerGrace.Status}");
         o.WriteLine($"malloc: {Native.MallocTuning.State}; a freed 64 MB tensor came back with {Native.MallocTuning.ReuseFaults()?.ToString() ?? "?"} page faults");
         o.WriteLine($"CUDA: {(cuda ? $"available ({torch.cuda.device_count()} device(s))" : "not available")}");
         o.WriteLine($"ATen CPU kernels: {build.CpuCapability ?? "unknown"}");

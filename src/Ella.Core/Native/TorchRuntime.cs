@@ -5,8 +5,8 @@ namespace Ella.Native;
 /// <summary>
 /// Process-wide TorchSharp set-up. <see cref="Initialize"/> must run before the first tensor is created; every entry
 /// point (CLI, pipelines, tests) calls it. It makes sure libLibTorchSharp.so loads on older libstdc++ (the build already
-/// patches its output copy; this is the safety net for hosts that copied the library some other way), holds TorchSharp's
-/// Scalars for a grace period after .NET frees them (<see cref="ScalarGrace"/>), keeps freed
+/// patches its output copy; this is the safety net for hosts that copied the library some other way), lets libtorch
+/// free what .NET's finalizer releases only after a grace period (<see cref="FinalizerGrace"/>), keeps freed
 /// memory for reuse (<see cref="MallocTuning"/>), sets threads, turns NNPACK off (<see cref="NnpackSwitch"/>), and lets
 /// MKL use AVX-512 on AMD CPUs (<see cref="MklCpuDispatch"/>).
 /// </summary>
@@ -39,7 +39,7 @@ public static class TorchRuntime
             if (!_initialized)
             {
                 EnsureNativeLibraryLoads();
-                ScalarGrace.Install();
+                FinalizerGrace.Install();
                 MallocTuning.Apply();
                 _initialized = true;
                 if (threads is not > 0) torch.set_num_threads(Hardware.CpuInfo.Current.DefaultThreads);
