@@ -2,6 +2,7 @@ using Ella.Evaluation.Judges;
 using Ella.Imaging;
 using Ella.Pipelines;
 using Ella.Tests.Infrastructure;
+using Ella.Weights;
 using Ella.World.Perception;
 using Ella.World.Questions;
 using Ella.World.Scenes;
@@ -36,6 +37,28 @@ public sealed class ShippedWorldTests(ITestOutputHelper output) : IDisposable
         ];
         foreach (var q in questions) output.WriteLine($"{q.Question} {ShapesJudge.Answer(q, seen)}");
         Assert.All(questions, q => Assert.True(ShapesJudge.Answer(q, seen).IsYes, $"{q.Question} → no"));
+    }
+
+    /// <summary>
+    /// Issue 10's rules for the shipped folder: at most 30 MB, weights in bf16 or fp16 (the connectors keep their
+    /// timestep embedding in float32), and every safetensors records the command, seed, steps and commit that made it.
+    /// </summary>
+    [Fact]
+    public void The_shipped_folder_fits_the_budget_and_every_weight_file_names_its_command()
+    {
+        string folder = Path.Combine(Fixtures.RepoRoot, "models", "shapes-world");
+        var files = Directory.GetFiles(folder, "*", SearchOption.AllDirectories);
+        long bytes = files.Sum(f => new FileInfo(f).Length);
+        Assert.True(bytes <= 30_000_000, $"{folder}: {bytes:N0} bytes, over 30 MB");
+        var weights = files.Where(f => f.EndsWith(".safetensors")).ToList();
+        Assert.Contains(weights, f => f.EndsWith(Path.Combine("ablations", "tsc-arctic-xs.safetensors")));
+        foreach (var f in weights)
+        {
+            using var file = SafetensorsFile.Open(f);
+            Assert.Contains("world train", file.Metadata.GetValueOrDefault("produced_by") ?? "");
+            foreach (var key in new[] { "seed", "steps", "commit" }) Assert.True(file.Metadata.ContainsKey(key), $"{f}: no '{key}' in its metadata");
+            Assert.All(file.Names.Where(n => !n.StartsWith("time_embedding.")), n => Assert.Contains(file.GetInfo(n).DType, new[] { "BF16", "F16" }));
+        }
     }
 
     static RgbImage Downscale(RgbImage image, int factor)
