@@ -80,6 +80,12 @@ public static unsafe class FinalizerGrace
                 Status = $"off: {path} could not be loaded";
                 return;
             }
+            var init = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "ella_grace_init");
+            if (init() == 0)
+            {
+                Status = $"off: {path} did not find TorchSharp's own dispose functions in libLibTorchSharp.so";
+                return;
+            }
             try
             {
                 NativeLibrary.SetDllImportResolver(typeof(torch).Assembly,

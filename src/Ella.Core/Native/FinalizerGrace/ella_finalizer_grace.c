@@ -96,6 +96,14 @@ __attribute__((visibility("default"))) void THSTensor_dispose(void *tensor)
     }
 }
 
+/* Resolves the original dispose functions now; returns 1 when both were found (otherwise frees would be lost). */
+__attribute__((visibility("default"))) int ella_grace_init(void)
+{
+    if (!scalar_original) scalar_original = original("THSTorch_dispose_scalar");
+    if (!tensor_original) tensor_original = original("THSTensor_dispose");
+    return scalar_original && tensor_original;
+}
+
 /* Called once from inside a .NET finalizer: the thread that runs them all. */
 __attribute__((visibility("default"))) void ella_grace_register_finalizer_thread(void)
 {
