@@ -115,10 +115,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         new StageLoop(Path.Combine(o.WorkDir, "2-base"), "base", o.Base with { Seed = o.Seed * 1000 + 2 }, log).Run(
             [new("text_encoder", clip), new("unet", unet, unetCompute)], baseStage.Loss, cancellation);
 
-        var provenance = new Dictionary<string, string>
-        {
-            ["produced_by"] = o.Command, ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture), ["commit"] = commit,
-        };
+        var provenance = Provenance(commit);
         Directory.CreateDirectory(o.ModelDir);
         string vaeOut = Path.Combine(o.ModelDir, "vae");
         if (o.VaeFrom is { } vaeFrom)
@@ -152,6 +149,12 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         log.WriteLine($"done in {TrainingRun.Duration(clock.Elapsed.TotalSeconds)} (this run); model {o.ModelDir}");
     }
 
+    /// <summary>What every weight file records about the run that produced it (each stage adds its steps).</summary>
+    Dictionary<string, string> Provenance(string commit) => new()
+    {
+        ["produced_by"] = o.Command, ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture), ["commit"] = commit,
+    };
+
     /// <summary>The parts of a world model that stages 1–2 produce (what <c>--base</c> reuses).</summary>
     public static readonly string[] BaseParts = ["vae", "text_encoder", "tokenizer", "unet", "scheduler"];
 
@@ -173,10 +176,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         else log.WriteLine($"[base] using the trained base in {trainedBase}; stages 1–2 skipped");
         var (vae, _) = LoadVae(Path.Combine(o.ModelDir, "vae"));
         using var vaeOwner = vae;
-        var provenance = new Dictionary<string, string>
-        {
-            ["produced_by"] = o.Command, ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture), ["commit"] = commit,
-        };
+        var provenance = Provenance(commit);
         foreach (var name in o.Connectors) TrainConnector(name, vae, provenance, cancellation);
         log.WriteLine($"done in {TrainingRun.Duration(clock.Elapsed.TotalSeconds)} (this run); model {o.ModelDir}");
     }
