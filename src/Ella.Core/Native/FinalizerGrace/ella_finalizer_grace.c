@@ -79,14 +79,12 @@ static void defer(void *object, dispose_fn dispose)
 __attribute__((visibility("default"))) void THSTorch_dispose_scalar(void *scalar)
 {
     if (!scalar) return;
-    if (!scalar_original) scalar_original = original("THSTorch_dispose_scalar");
     defer(scalar, scalar_original);
 }
 
 __attribute__((visibility("default"))) void THSTensor_dispose(void *tensor)
 {
     if (!tensor) return;
-    if (!tensor_original) tensor_original = original("THSTensor_dispose");
     if (finalizer_known && pthread_equal(pthread_self(), finalizer_thread))
         defer(tensor, tensor_original);
     else
@@ -96,11 +94,12 @@ __attribute__((visibility("default"))) void THSTensor_dispose(void *tensor)
     }
 }
 
-/* Resolves the original dispose functions now; returns 1 when both were found (otherwise frees would be lost). */
+/* Resolves the original dispose functions; returns 1 when both were found (otherwise frees would be lost). The managed
+ * side calls it before it routes TorchSharp's calls here, and stays off if it returns 0. */
 __attribute__((visibility("default"))) int ella_grace_init(void)
 {
-    if (!scalar_original) scalar_original = original("THSTorch_dispose_scalar");
-    if (!tensor_original) tensor_original = original("THSTensor_dispose");
+    scalar_original = original("THSTorch_dispose_scalar");
+    tensor_original = original("THSTensor_dispose");
     return scalar_original && tensor_original;
 }
 
