@@ -54,7 +54,7 @@ public sealed class WorldTrainTests : IDisposable
         // --base: stage 3 alone against that model, into another folder that gets a copy of the base first.
         string other = Path.Combine(_dir, "other");
         var connectorsOnly = CliRunner.Run("world", "train", "--base", model, "--out", other, "--connectors", "resampler", "--connector-steps", "2",
-            "--connector-samples", "8", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work-base"), "--seed", "3");
+            "--connector-lr", "0.002", "--connector-samples", "8", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work-base"), "--seed", "3");
         Assert.True(connectorsOnly.ExitCode == 0, connectorsOnly.Error);
         Assert.DoesNotContain(connectorsOnly.Error.Split('\n'), l => (l.StartsWith("[vae]") || l.StartsWith("[base]")) && l.Contains("parameters; steps"));
         Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler]") && l.Contains("parameters"));
@@ -62,6 +62,11 @@ public sealed class WorldTrainTests : IDisposable
             Assert.Equal(File.ReadAllBytes(Path.Combine(model, f)), File.ReadAllBytes(Path.Combine(other, f)));
         Assert.Equal("resampler", Connectors.FromPretrained(Path.Combine(other, "ablations", "resampler.safetensors")).Config.ConnectorType);
         Assert.False(Directory.Exists(Path.Combine(other, "ella")));
+        // --connector-lr sets the peak of the connector's schedule (the default is 3e-4).
+        var lrs = File.ReadLines(Path.Combine(_dir, "work-base", "3-connector-resampler", "log.jsonl"))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("lr", out _)).Select(e => e.GetProperty("lr").GetDouble()).ToList();
+        Assert.NotEmpty(lrs);
+        Assert.InRange(lrs.Max(), 0.001, 0.002);
     }
 
     [Theory]
@@ -181,6 +186,8 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--size", "huge")]
     [InlineData("--clip-tokenizer", "/nonexistent/clip")]
     [InlineData("--base", "/nonexistent/world")]
+    [InlineData("--connector-lr", "0")]
+    [InlineData("--connector-lr", "2")]
     public void Bad_flags_exit_2_naming_the_flag(string flag, string value)
     {
         var r = CliRunner.Run("world", "train", "--work", Path.Combine(_dir, "work"), "--out", Path.Combine(_dir, "model"), flag, value);

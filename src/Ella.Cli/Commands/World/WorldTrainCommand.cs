@@ -21,6 +21,7 @@ public static class WorldTrainCommand
         var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 4000, batch 8)" };
         var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 5000, batch 16; the shipped weights are the exponential moving average, decay 0.999)" };
         var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 16)" };
+        var connectorLr = new Option<double?>("--connector-lr") { Description = "Stage 3 peak learning rate per connector (default 3e-4; cosine after a short warm-up)" };
         var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
         var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 6000)" };
         var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };
@@ -40,7 +41,7 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -85,7 +86,7 @@ public static class WorldTrainCommand
                 TokenEmbeddingStd = p.GetValue(tokenStd) is var std && double.IsFinite(std) && std > 0 ? std : throw new EllaException($"--token-embedding-std {p.GetValue(tokenStd)}: must be a positive number"),
                 Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
-                Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps"),
+                Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps") with { Lr = ConnectorLr(p.GetValue(connectorLr)) ?? defaults.Connector.Lr },
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
                 Connectors = names, Prediction = p.GetValue(prediction)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
                 BaseFrom = BaseFolder(p.GetValue(baseFrom)),
@@ -98,6 +99,9 @@ public static class WorldTrainCommand
         });
         return command;
     }
+
+    static double? ConnectorLr(double? lr) =>
+        lr is not { } v ? null : double.IsFinite(v) && v > 0 && v <= 1 ? v : throw new EllaException($"--connector-lr {v}: must be a number in (0, 1]");
 
     static string? VaeFolder(string? path)
     {
