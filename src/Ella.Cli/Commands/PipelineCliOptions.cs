@@ -85,11 +85,12 @@ public sealed class PipelineCliOptions
         p.GetValue(Sd) == null && p.GetValue(T5) == null && p.GetValue(Ella) == null && p.GetValue(TextEncoder) == null && WorldDefaultModel.NoModelEnvironment()
             ? WorldDefaultModel.Locate() : null;
 
-    /// <summary>The image size: --width/--height when given, else the shapes world's own size (64×64) when it is the model, else 512×512.</summary>
+    /// <summary>The image size: --width/--height when given, else the shapes world's own size (64×64) when it is the model
+    /// (by default, or named by --sd / ELLA_SD), else 512×512.</summary>
     public (int Width, int Height) Size(ParseResult p)
     {
         bool widthGiven = p.GetResult(Width) is { Implicit: false }, heightGiven = p.GetResult(Height) is { Implicit: false };
-        if ((!widthGiven || !heightGiven) && World(p) is { } world)
+        if ((!widthGiven || !heightGiven) && (World(p) ?? WorldDefaultModel.Of(p.GetValue(Sd) ?? Environment.GetEnvironmentVariable("ELLA_SD"))) is { } world)
         {
             var (w, h) = world.DefaultSize();
             return (widthGiven ? p.GetValue(Width) : w, heightGiven ? p.GetValue(Height) : h);

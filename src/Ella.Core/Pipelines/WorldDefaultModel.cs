@@ -28,6 +28,23 @@ public sealed class WorldDefaultModel
 
     WorldDefaultModel(string folder) => Folder = folder;
 
+    /// <summary>
+    /// The world model in <paramref name="folder"/> when it is one (its <c>model_index.json</c> says
+    /// <c>"world": "shapes"</c>, as <c>ella world train</c> writes), else null: so <c>--sd my-world</c> gets the world's
+    /// own image size, not SD's 512×512.
+    /// </summary>
+    public static WorldDefaultModel? Of(string? folder)
+    {
+        if (string.IsNullOrEmpty(folder) || !File.Exists(Path.Combine(folder, MarkerFile))) return null;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, MarkerFile)));
+            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && doc.RootElement.TryGetProperty("world", out var w)
+                && w.ValueKind == System.Text.Json.JsonValueKind.String && w.GetString() == "shapes" ? new WorldDefaultModel(folder) : null;
+        }
+        catch (System.Text.Json.JsonException) { return null; } // the model loader reports a broken index with its own error
+    }
+
     /// <summary>The world's trained TSC (the <c>--ella</c> of the world).</summary>
     public string ConnectorPath => Path.Combine(Folder, "ella", "connector.safetensors");
 

@@ -144,6 +144,26 @@ public sealed class WorldDefaultModelTests : IDisposable
     }
 
     [Fact]
+    public void A_world_folder_named_by_sd_gets_its_own_size_and_other_folders_keep_512()
+    {
+        using var env = new EnvironmentOverride();
+        foreach (var v in WorldDefaultModel.ModelEnvVars) env.Set(v, null);
+        string png = Png("sd-world.png");
+        var r = CliRunner.Run("generate", "--sd", _world.Folder, "--mode", "clip", "--prompt", "a red circle", "-o", png, "--steps", "1", "--seed", "1", "--dtype", "fp32");
+        Assert.True(r.ExitCode == 0, r.Error);
+        Assert.Contains("Size: 64x64", Parameters(png));
+        // A folder whose index does not say "world": "shapes" is not the world (SD's 512×512 default stays).
+        Assert.NotNull(WorldDefaultModel.Of(_world.Folder));
+        string plain = Path.Combine(_out, "plain");
+        Directory.CreateDirectory(plain);
+        File.WriteAllText(Path.Combine(plain, WorldDefaultModel.MarkerFile), """{"_class_name": "StableDiffusionPipeline"}""");
+        Assert.Null(WorldDefaultModel.Of(plain));
+        File.WriteAllText(Path.Combine(plain, WorldDefaultModel.MarkerFile), "{ not json");
+        Assert.Null(WorldDefaultModel.Of(plain));
+        Assert.Null(WorldDefaultModel.Of(Path.Combine(_out, "missing")));
+    }
+
+    [Fact]
     public void Ella_file_without_text_encoder_flag_uses_the_files_metadata_else_t5()
     {
         using var env = new EnvironmentOverride();
