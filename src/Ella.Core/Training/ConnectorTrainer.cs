@@ -10,8 +10,9 @@ namespace Ella.Training;
 public sealed record OptimizerSettings(double Lr = 1e-4, double WeightDecay = 0.01, double Beta1 = 0.9, double Beta2 = 0.999,
     double Eps = 1e-8, double? MaxGradNorm = 1.0);
 
-/// <summary>What one optimizer step did: mean loss over its micro-batches, global grad norm before clipping, the lr.</summary>
-public readonly record struct StepResult(double Loss, double GradNorm, double Lr)
+/// <summary>What one optimizer step did: mean loss over its micro-batches, global grad norm before clipping, the lr, and
+/// with a teacher the distillation term's mean (its unweighted MSE; already included in <see cref="Loss"/> × W).</summary>
+public readonly record struct StepResult(double Loss, double GradNorm, double Lr, double? Distill = null)
 {
     public bool Finite => double.IsFinite(Loss) && double.IsFinite(GradNorm);
 }
@@ -22,7 +23,8 @@ public readonly record struct StepResult(double Loss, double GradNorm, double Lr
 /// Given <c>trainable</c> parameters instead (a UNet LoRA's), the connector is frozen too and only those are trained.
 /// The connector keeps float32 master weights and AdamW state (torch.optim.AdamW semantics); its output is cast to the
 /// model dtype (bf16 mixed precision). Gradient accumulation sums micro-batch losses divided by their count; the
-/// global gradient norm is clipped as clip_grad_norm_ does.
+/// global gradient norm is clipped as clip_grad_norm_ does. With a <see cref="ClipTeacher"/> the loss gains
+/// W · MSE(prediction, the frozen UNet's prediction from the base model's CLIP condition for the same caption).
 /// </summary>
 public sealed class ConnectorTrainer : IDisposable
 {
@@ -37,6 +39,8 @@ public sealed class ConnectorTrainer : IDisposable
     public OptimizerSettings Settings { get; }
     public AdamW Optimizer { get; }
     public ConnectorModule Connector => _connector;
+    /// <summary>The base model's text pathway as a distillation teacher, or null (the paper's objective alone).</summary>
+    public ClipTeacher? Teacher { get; init; }
 
     /// <param name="nullFeatures">the empty caption's features ([L, D] or [1, L, D]): what a dropped caption sees</param>
     public ConnectorTrainer(UNet2DConditionModel unet, ConnectorModule connector, DiffusionObjective objective, Tensor nullFeatures,
@@ -81,16 +85,17 @@ public sealed class ConnectorTrainer : IDisposable
         if (microBatches.Count == 0) throw new ArgumentException("no micro-batches");
         foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
         using (NewDisposeScope()) Optimizer.zero_grad();
-        double loss = 0;
+        double loss = 0, distill = 0;
         foreach (var batch in microBatches)
         {
             using var scope = NewDisposeScope();
-            var l = Loss(batch);
+            var (l, d) = Losses(batch);
             (l / microBatches.Count).backward();
             loss += l.item<float>() / microBatches.Count;
+            if (d is not null) distill += d.item<float>() / microBatches.Count;
         }
         double norm = GradientClipping.ClipGradNorm(_parameters, Settings.MaxGradNorm);
-        var result = new StepResult(loss, norm, lr);
+        var result = new StepResult(loss, norm, lr, Teacher is null ? null : distill);
         if (result.Finite)
             using (NewDisposeScope()) Optimizer.step();
         using (NewDisposeScope()) Optimizer.zero_grad();
@@ -100,6 +105,14 @@ public sealed class ConnectorTrainer : IDisposable
     /// <summary>The loss of one micro-batch, with its autograd graph into the connector.</summary>
     public Tensor Loss(TrainingBatch batch)
     {
+        var (loss, distill) = Losses(batch);
+        distill?.Dispose();
+        return loss;
+    }
+
+    /// <summary>The total loss (autograd graph into the connector) and, with a teacher, the unweighted distillation MSE (detached).</summary>
+    (Tensor Loss, Tensor? Distill) Losses(TrainingBatch batch)
+    {
         using var scope = NewDisposeScope();
         var x0 = batch.Latents.to(ScalarType.Float32, _device);
         var noise = batch.Noise.to(ScalarType.Float32, _device);
@@ -108,7 +121,15 @@ public sealed class ConnectorTrainer : IDisposable
         var target = Objective.Target(x0, noise, t);
         var cond = Condition(batch, t);
         var pred = _unet.forward(noisy.to_type(_modelDtype), t, cond.to_type(_modelDtype));
-        return Objective.Loss(pred, target, t).MoveToOuterDisposeScope();
+        var loss = Objective.Loss(pred, target, t);
+        if (Teacher is null) return (loss.MoveToOuterDisposeScope(), null);
+        if (batch.Captions is not { } captions) throw new EllaException("distillation needs each sample's caption; this batch has none");
+        Tensor teacherPred;
+        using (no_grad())
+            teacherPred = _unet.forward(noisy.to_type(_modelDtype), t, Teacher.Condition(captions, batch.Drop, _device).to_type(_modelDtype));
+        var distill = nn.functional.mse_loss(pred.to_type(ScalarType.Float32), teacherPred.to_type(ScalarType.Float32));
+        var total = loss + distill * Teacher.Weight;
+        return (total.MoveToOuterDisposeScope(), distill.detach().MoveToOuterDisposeScope());
     }
 
     /// <summary>

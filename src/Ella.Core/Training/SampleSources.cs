@@ -7,8 +7,8 @@ using static TorchSharp.torch;
 
 namespace Ella.Training;
 
-/// <summary>One training sample before noise: the VAE posterior (mean, std [4, h, w]) and the caption's features [L, D].</summary>
-public sealed record PosteriorSample(Tensor Mean, Tensor Std, Tensor TextFeatures) : IDisposable
+/// <summary>One training sample before noise: the VAE posterior (mean, std [4, h, w]), the caption's features [L, D] and the caption.</summary>
+public sealed record PosteriorSample(Tensor Mean, Tensor Std, Tensor TextFeatures, string Caption = "") : IDisposable
 {
     public void Dispose()
     {
@@ -45,7 +45,7 @@ public sealed class CachedSampleSource(IFeatureCache cache) : ISampleSource
     public PosteriorSample? TryLoad(int index, long position)
     {
         var s = cache.Load(index);
-        return new PosteriorSample(s.LatentMean, s.LatentStd, s.TextFeatures);
+        return new PosteriorSample(s.LatentMean, s.LatentStd, s.TextFeatures, s.Caption);
     }
 
     public void Dispose() => cache.Dispose();
@@ -96,7 +96,7 @@ public sealed class LiveSampleSource : ISampleSource
         var std = posterior.Std()[0].to(ScalarType.Float32, CPU);
         using var text = _text.Encode(sample.Caption, TokenLength.Flexible, _maxLength);
         var features = text.Features[0].to(ScalarType.Float32, CPU);
-        return new PosteriorSample(mean.MoveToOuterDisposeScope(), std.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope());
+        return new PosteriorSample(mean.MoveToOuterDisposeScope(), std.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope(), sample.Caption);
     }
 
     public void Dispose()

@@ -35,6 +35,11 @@ public sealed class TrainingOptions
     public long Seed { get; set; }
     public double? SnrGamma { get; set; }
     public double CaptionDropout { get; set; } = 0.1;
+    /// <summary>
+    /// W of the distillation term (<c>--distill</c>): the loss gains W · MSE(prediction, the frozen UNet's prediction
+    /// from the model's own CLIP text encoder on the same caption). 0: off, the paper's objective alone.
+    /// </summary>
+    public double Distill { get; set; }
     public double? MaxGradNorm { get; set; } = 1.0;
     public double Lr { get; set; } = 1e-4;
     public double WeightDecay { get; set; } = 0.01;
@@ -85,6 +90,8 @@ public sealed class TrainingOptions
         Positive("--max-length", MaxLength);
         if (Resolution <= 0 || Resolution % 8 != 0) throw new EllaException($"--resolution {Resolution}: must be a positive multiple of 8");
         if (!(CaptionDropout >= 0 && CaptionDropout <= 1)) throw new EllaException($"--caption-dropout must be in [0, 1], got {CaptionDropout}");
+        if (!(Distill >= 0 && double.IsFinite(Distill))) throw new EllaException($"--distill must be a number ≥ 0, got {Distill}");
+        if (Distill > 0 && TrainsLora) throw new EllaException("--distill teaches the connector; it does not apply to --target unet-lora");
         if (MaxGradNorm is { } g && !(g > 0)) throw new EllaException($"--max-grad-norm must be positive, got {g}");
         if (!(WeightDecay >= 0)) throw new EllaException($"--weight-decay must be ≥ 0, got {WeightDecay}");
         if (SnrGamma is { } s && !(s > 0)) throw new EllaException($"--snr-gamma must be positive, got {s}");

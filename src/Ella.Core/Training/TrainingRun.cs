@@ -83,7 +83,10 @@ public sealed class TrainingRun
 
         if (kind != TextEncoderKind.T5 && _o.T5 is not null) _log.WriteLine($"warning: --t5 {_o.T5} is not used: the text encoder is {kindName}");
 
-        using var sd = StableDiffusionModel.Load(_o.StableDiffusion!, _o.DType, _o.Device, withTextEncoder: false);
+        bool distill = _o.Distill > 0;
+        if (distill && !HasClip(_o.StableDiffusion!))
+            throw new EllaException($"--distill {_o.Distill.ToString(CultureInfo.InvariantCulture)}: the teacher is the model's own CLIP text encoder, but --sd {_o.StableDiffusion} has no text_encoder/ and tokenizer/ folders");
+        using var sd = StableDiffusionModel.Load(_o.StableDiffusion!, _o.DType, _o.Device, withTextEncoder: distill);
         var data = cached is null ? ImageCaptionDatasets.Open(_o.Data, new ImagePreprocessing(_o.Resolution, _o.RandomCrop, _o.RandomFlip), m => _log.WriteLine(m)) : null;
         ITextFeatureEncoder? textEncoder = needEncoder ? TextEncoderFactory.Create(kind, kind == TextEncoderKind.T5 ? _o.T5 : null, _o.DType, _o.Device) : null;
         ISampleSource source;
@@ -153,7 +156,10 @@ public sealed class TrainingRun
         if (adapter != null && resume is { } fromCheckpoint) adapter.Load(Path.Combine(fromCheckpoint.Path, "lora.safetensors"));
         var objective = DiffusionObjective.FromConfig(sd.SchedulerConfig, _o.SnrGamma);
         var settings = new OptimizerSettings(_o.Lr, _o.WeightDecay, MaxGradNorm: _o.MaxGradNorm);
-        using var trainer = new ConnectorTrainer(unet, connector, objective, source.NullTextFeatures, settings, _o.DType, _o.Device, adapter?.Parameters);
+        using var trainer = new ConnectorTrainer(unet, connector, objective, source.NullTextFeatures, settings, _o.DType, _o.Device, adapter?.Parameters)
+        {
+            Teacher = distill ? new ClipTeacher(sd.TextEncoder!, sd.Tokenizer!, _o.Distill) : null,
+        };
         var loraMetadata = new Dictionary<string, string>(connectorMetadata) { ["ella_connector"] = init is null ? "" : Path.GetFileName(Path.GetFullPath(init).TrimEnd('/')) };
         Action<string> writeWeights = adapter != null
             ? dir => adapter.Save(Path.Combine(dir, "lora.safetensors"), loraMetadata)
@@ -184,6 +190,7 @@ public sealed class TrainingRun
             : $"{connector.Config.ConnectorType} connector ({connector.parameters().Sum(p => p.NumberOfElements):N0} parameters, from {connectorFrom})";
         _log.WriteLine($"training {what} " +
             $"on {source.Description} ({kindName} text features); UNet {sd.Name} in {DTypeName(_o.DType)}; {_o.MaxSteps} steps × {_o.Batch * _o.GradAccum} samples; output {output}");
+        if (distill) _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"distillation: loss = objective + {_o.Distill} × MSE(prediction, the UNet's prediction from {sd.Name}'s own CLIP text encoder on the same caption)"));
         if (resume is not null) _log.WriteLine($"resumed from {resume.Value.Path} at step {state.Step}");
         string? lastCheckpoint = resume?.Path;
         int lastSaved = state.Step;
@@ -233,7 +240,7 @@ public sealed class TrainingRun
                 AppendLog(logPath, step, result, samplesPerS);
                 double perStep = runClock.Elapsed.TotalSeconds / (step - startStep);
                 _log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"step {step}/{_o.MaxSteps}  loss {result.Loss:F5}  grad_norm {result.GradNorm:F4}  lr {result.Lr:E2}  {samplesPerS:F2} samples/s  ETA {Duration(perStep * (_o.MaxSteps - step))}"));
+                    $"step {step}/{_o.MaxSteps}  loss {result.Loss:F5}{(result.Distill is { } dm ? $" (distill {dm:F5})" : "")}  grad_norm {result.GradNorm:F4}  lr {result.Lr:E2}  {samplesPerS:F2} samples/s  ETA {Duration(perStep * (_o.MaxSteps - step))}"));
                 if (step % _o.SaveEvery == 0 || step == _o.MaxSteps)
                 {
                     lastCheckpoint = SaveCheckpoint(output, state, trainer, rng, writeWeights);
@@ -274,7 +281,8 @@ public sealed class TrainingRun
             var timesteps = randint(0, objective.NumTrainTimesteps, [_o.Batch], dtype: ScalarType.Int64, generator: rng);
             var drop = rand([_o.Batch], generator: rng).data<float>().Select(u => u < _o.CaptionDropout).ToArray();
             var text = samples.Select(s => s.TextFeatures.alias().DetachFromDisposeScope()).ToList();
-            return new TrainingBatch(latents.DetachFromDisposeScope(), noise.DetachFromDisposeScope(), timesteps.DetachFromDisposeScope(), text, drop);
+            return new TrainingBatch(latents.DetachFromDisposeScope(), noise.DetachFromDisposeScope(), timesteps.DetachFromDisposeScope(), text, drop,
+                samples.Select(s => s.Caption).ToList());
         }
         finally
         {
@@ -320,10 +328,12 @@ public sealed class TrainingRun
 
     static void AppendLog(string path, int step, StepResult r, double samplesPerS)
     {
-        string line = JsonSerializer.Serialize(new Dictionary<string, object>
+        var entry = new Dictionary<string, object>
         {
             ["step"] = step, ["loss"] = r.Loss, ["grad_norm"] = r.GradNorm, ["lr"] = r.Lr, ["samples_per_s"] = Math.Round(samplesPerS, 4),
-        });
+        };
+        if (r.Distill is { } d) entry["distill"] = d;
+        string line = JsonSerializer.Serialize(entry);
         File.AppendAllText(path, line + "\n");
     }
 
@@ -338,6 +348,10 @@ public sealed class TrainingRun
         }).ToList();
         File.WriteAllLines(path, keep);
     }
+
+    /// <summary>A diffusers folder with a CLIP text encoder and tokenizer (what a <see cref="ClipTeacher"/> needs).</summary>
+    static bool HasClip(string model) => Directory.Exists(model)
+        && File.Exists(Path.Combine(model, "text_encoder", "config.json")) && Directory.Exists(Path.Combine(model, "tokenizer"));
 
     static string DTypeName(ScalarType t) => t == ScalarType.BFloat16 ? "bf16" : t == ScalarType.Float16 ? "fp16" : "fp32";
 

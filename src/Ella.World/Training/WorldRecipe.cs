@@ -52,6 +52,14 @@ public sealed class WorldTrainOptions
     /// colours and backgrounds followed the text (see the README's world section for what that did to the scores).
     /// </summary>
     public double TokenEmbeddingStd { get; init; } = 0.02;
+    /// <summary>
+    /// Stage 3's distillation weight W (0: off): the connector's loss gains W · MSE to the frozen UNet's prediction from
+    /// the base's own CLIP on the same dense caption (<see cref="ClipTeacher"/>), so it starts from what the base can
+    /// already draw instead of from nothing.
+    /// </summary>
+    public double ConnectorDistill { get; init; }
+    /// <summary>What stage 3's frozen UNet (and teacher) compute in; the connector keeps float32 weights either way.</summary>
+    public ScalarType ConnectorComputeDtype { get; init; } = ScalarType.Float32;
     /// <summary>The command line, recorded in every safetensors the recipe writes.</summary>
     public string Command { get; init; } = "ella world train";
 
@@ -237,6 +245,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
                 Resolution = 64, Seed = o.Seed * 1000 + 3, CaptionDropout = o.CaptionDropout, Lr = o.Connector.Lr,
                 LrSchedule = o.Connector.Schedule, WarmupSteps = o.Connector.WarmupSteps, SaveEvery = o.Connector.SaveEvery, KeepLast = 2,
                 WeightDecay = o.Connector.WeightDecay, MaxGradNorm = o.Connector.MaxGradNorm,
+                Distill = o.ConnectorDistill, DType = o.ConnectorComputeDtype,
             };
             var outcome = TrainingRun.Run(options, new PrefixWriter(log, $"[{name}] "), cancellation);
             if (outcome == TrainingOutcome.Interrupted) throw new OperationCanceledException($"[{name}] interrupted; run the same command again to resume");

@@ -54,7 +54,7 @@ public sealed class WorldTrainTests : IDisposable
         // --base: stage 3 alone against that model, into another folder that gets a copy of the base first.
         string other = Path.Combine(_dir, "other");
         var connectorsOnly = CliRunner.Run("world", "train", "--base", model, "--out", other, "--connectors", "resampler", "--connector-steps", "2",
-            "--connector-lr", "0.002", "--connector-samples", "8", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work-base"), "--seed", "3");
+            "--connector-lr", "0.002", "--connector-distill", "0.5", "--connector-dtype", "bf16", "--connector-samples", "8", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work-base"), "--seed", "3");
         Assert.True(connectorsOnly.ExitCode == 0, connectorsOnly.Error);
         Assert.DoesNotContain(connectorsOnly.Error.Split('\n'), l => (l.StartsWith("[vae]") || l.StartsWith("[base]")) && l.Contains("parameters; steps"));
         Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler]") && l.Contains("parameters"));
@@ -67,6 +67,11 @@ public sealed class WorldTrainTests : IDisposable
             .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("lr", out _)).Select(e => e.GetProperty("lr").GetDouble()).ToList();
         Assert.NotEmpty(lrs);
         Assert.InRange(lrs.Max(), 0.001, 0.002);
+        // --connector-distill adds the base's CLIP as a teacher (its term is logged); --connector-dtype runs stage 3 in bf16.
+        Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler] distillation: loss = objective + 0.5 × MSE"));
+        Assert.All(File.ReadLines(Path.Combine(_dir, "work-base", "3-connector-resampler", "log.jsonl")),
+            l => Assert.True(System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("distill").GetDouble() > 0, l));
+        Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler] training") && l.Contains("in bf16"));
     }
 
     [Theory]
@@ -188,6 +193,8 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--base", "/nonexistent/world")]
     [InlineData("--connector-lr", "0")]
     [InlineData("--connector-lr", "2")]
+    [InlineData("--connector-distill", "-0.5")]
+    [InlineData("--connector-dtype", "fp16")]
     public void Bad_flags_exit_2_naming_the_flag(string flag, string value)
     {
         var r = CliRunner.Run("world", "train", "--work", Path.Combine(_dir, "work"), "--out", Path.Combine(_dir, "model"), flag, value);

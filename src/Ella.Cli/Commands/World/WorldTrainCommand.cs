@@ -22,6 +22,7 @@ public static class WorldTrainCommand
         var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 5000, batch 16; the shipped weights are the exponential moving average, decay 0.999)" };
         var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 16)" };
         var connectorLr = new Option<double?>("--connector-lr") { Description = "Stage 3 peak learning rate per connector (default 3e-4; cosine after a short warm-up)" };
+        var connectorDistill = new Option<double?>("--connector-distill") { Description = "Stage 3: weight W of distillation from the base's own text pathway (loss = objective + W · MSE to the UNet's prediction from the base CLIP on the same dense caption; default 0 = off)" };
         var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
         var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 6000)" };
         var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };
@@ -39,9 +40,14 @@ public static class WorldTrainCommand
                           "bf16 is mixed precision: float32 master weights and optimizer state; it changes the trained weights, so it is not the default",
             DefaultValueFactory = _ => "fp32",
         };
+        var connectorDtype = new Option<string>("--connector-dtype")
+        {
+            Description = "What stage 3's frozen models compute in: fp32 (the shipped recipe) | bf16 | auto (bf16 on a CPU with native bf16, else fp32); the connector keeps float32 weights and AdamW state",
+            DefaultValueFactory = _ => "fp32",
+        };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -51,6 +57,9 @@ public static class WorldTrainCommand
             if (p.GetValue(dtype) is not ("auto" or "fp32" or "bf16")) throw new EllaException($"--dtype {p.GetValue(dtype)}: choose auto, fp32 or bf16");
             var computeDtype = DTypeChoice.Resolve(p.GetValue(dtype)!);
             if (computeDtype.Warning is { } warning) ctx.Error.WriteLine($"warning: {warning}");
+            if (p.GetValue(connectorDtype) is not ("auto" or "fp32" or "bf16")) throw new EllaException($"--connector-dtype {p.GetValue(connectorDtype)}: choose auto, fp32 or bf16");
+            var connectorCompute = DTypeChoice.Resolve(p.GetValue(connectorDtype)!);
+            if (connectorCompute.Warning is { } connectorWarning && p.GetValue(dtype) != p.GetValue(connectorDtype)) ctx.Error.WriteLine($"warning: {connectorWarning}");
             string tok = p.GetValue(clipTokenizer) ?? FindClipVocabulary();
             if (!File.Exists(Path.Combine(tok, "vocab.json")) || !File.Exists(Path.Combine(tok, "merges.txt")))
                 throw new EllaException($"--clip-tokenizer {tok}: expected vocab.json and merges.txt in that folder");
@@ -88,6 +97,8 @@ public static class WorldTrainCommand
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps") with { Lr = ConnectorLr(p.GetValue(connectorLr)) ?? defaults.Connector.Lr },
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
+                ConnectorDistill = ConnectorDistill(p.GetValue(connectorDistill)),
+                ConnectorComputeDtype = connectorCompute.DType,
                 Connectors = names, Prediction = p.GetValue(prediction)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
                 BaseFrom = BaseFolder(p.GetValue(baseFrom)),
                 Command = "ella " + string.Join(' ', p.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)),
@@ -99,6 +110,9 @@ public static class WorldTrainCommand
         });
         return command;
     }
+
+    static double ConnectorDistill(double? w) =>
+        w is not { } v ? 0 : double.IsFinite(v) && v >= 0 ? v : throw new EllaException($"--connector-distill {v}: must be a number ≥ 0");
 
     static double? ConnectorLr(double? lr) =>
         lr is not { } v ? null : double.IsFinite(v) && v > 0 && v <= 1 ? v : throw new EllaException($"--connector-lr {v}: must be a number in (0, 1]");

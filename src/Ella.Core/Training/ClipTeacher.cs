@@ -1,0 +1,32 @@
+using Ella.Modules.Clip;
+using Ella.Text;
+using static TorchSharp.torch;
+
+namespace Ella.Training;
+
+/// <summary>
+/// The base model's own text pathway as a teacher for the connector (<c>ella train --distill W</c>): the frozen UNet
+/// conditioned on its CLIP text encoder's last hidden state for the same caption (77 tokens, as the SD1.5 pipeline and
+/// the shapes world's base stage encode it; a dropped caption is the empty one, the base's unconditional branch). Its
+/// prediction is a second, low-variance target: the connector's loss becomes
+/// objective loss + W · mean((prediction − teacher prediction)²). The connector still reads only its own text
+/// features; the teacher is used in training, never at inference.
+/// </summary>
+public sealed class ClipTeacher(ClipTextModel textEncoder, ClipTokenizer tokenizer, double weight)
+{
+    public const int Tokens = 77;
+
+    /// <summary>W: how much the distillation term weighs against the objective's loss.</summary>
+    public double Weight { get; } = weight > 0 && double.IsFinite(weight) ? weight : throw new ArgumentOutOfRangeException(nameof(weight), "the distillation weight must be positive");
+
+    /// <summary>The teacher's condition [B, 77, width] (no gradients) for each row's caption, or the empty caption where dropped.</summary>
+    public Tensor Condition(IReadOnlyList<string> captions, bool[] drop, Device device)
+    {
+        if (captions.Count != drop.Length) throw new ArgumentException($"{captions.Count} captions for {drop.Length} rows");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var ids = captions.Select((c, i) => drop[i] ? "" : c).SelectMany(c => tokenizer.Encode(c, Tokens).Ids.Select(id => (long)id)).ToArray();
+        var input = tensor(ids, device: device).reshape(captions.Count, Tokens);
+        return textEncoder.forward(input).MoveToOuterDisposeScope();
+    }
+}
