@@ -27,6 +27,8 @@ public sealed class TrainingState
     [JsonPropertyName("init")] public string? Init { get; set; }
     /// <summary>The frozen models' dtype ("fp32", "bf16", "fp16"); absent in checkpoints older than the field.</summary>
     [JsonPropertyName("dtype")] public string? DType { get; set; }
+    /// <summary>The distillation weight W (<c>--distill</c>); absent (0) without a teacher.</summary>
+    [JsonPropertyName("distill")] public double? Distill { get; set; }
 }
 
 /// <summary>

@@ -57,6 +57,15 @@ public sealed class TrainingRun
             _o.DType = Hardware.DTypeChoice.Parse(recorded);
             _log.WriteLine($"--dtype auto: resuming in {recorded}, the dtype the run was started with");
         }
+        if (resume is { } withTeacher && (withTeacher.State.Distill ?? 0) != _o.Distill)
+        {
+            double recordedW = withTeacher.State.Distill ?? 0;
+            if (_o.Distill != 0)
+                throw new EllaException(string.Create(CultureInfo.InvariantCulture,
+                    $"--distill {_o.Distill}: the run in {_o.Resume} trains with --distill {recordedW}; resume it with that value (or without the flag), or start a new run"));
+            _o.Distill = recordedW; // --resume alone continues the run's own objective
+            _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resuming with --distill {recordedW}, the objective the run was started with"));
+        }
         bool lora = _o.TrainsLora;
         string? init = _o.Init ?? (lora ? resume?.State.Init : null);
 
@@ -170,7 +179,7 @@ public sealed class TrainingRun
         {
             Seed = _o.Seed, LrSchedule = _o.LrSchedule, Lr = _o.Lr, WarmupSteps = _o.WarmupSteps, MaxSteps = _o.MaxSteps,
             Batch = _o.Batch, GradAccum = _o.GradAccum, Target = _o.Target, Init = lora && init is not null ? Path.GetFullPath(init) : null,
-            DType = DTypeName(_o.DType),
+            DType = DTypeName(_o.DType), Distill = _o.Distill > 0 ? _o.Distill : null,
         };
         if (resume is { } res)
         {

@@ -144,6 +144,28 @@ public sealed class DistillationTests : IDisposable
         Assert.DoesNotContain("distill", File.ReadAllText(Path.Combine(output, "log.jsonl")));
     }
 
+    [Fact]
+    public void A_resumed_run_keeps_its_distillation_weight_and_refuses_another()
+    {
+        string cache = Cache(), output = Path.Combine(_dir, "resumable");
+        string[] Args(int steps, params string[] extra) =>
+            ["train", "--sd", _world.Folder, "--cache", cache, "--max-steps", steps.ToString(), "--batch", "2", "--resolution", "32", "--blocks", "1",
+             "--save-every", "1", .. extra];
+        var first = CliRunner.Run(Args(1, "--output", output, "--distill", "0.5"));
+        Assert.True(first.ExitCode == 0, first.Error);
+        var other = CliRunner.Run(Args(2, "--resume", output, "--distill", "2"));
+        Assert.Equal(2, other.ExitCode);
+        Assert.Contains("--distill 2: the run in", other.Error);
+        Assert.Contains("--distill 0.5", other.Error);
+        var resumed = CliRunner.Run(Args(2, "--resume", output));
+        Assert.True(resumed.ExitCode == 0, resumed.Error);
+        Assert.Contains("resuming with --distill 0.5", resumed.Error);
+        var lines = File.ReadAllLines(Path.Combine(output, "log.jsonl"));
+        Assert.Equal(2, lines.Length);
+        using var second = JsonDocument.Parse(lines[1]);
+        Assert.True(second.RootElement.GetProperty("distill").GetDouble() > 0, lines[1]);
+    }
+
     [Theory]
     [InlineData("-1")]
     [InlineData("NaN")]
