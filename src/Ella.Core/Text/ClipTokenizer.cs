@@ -169,6 +169,14 @@ public sealed class ClipTokenizer
         return new TokenizedText(padded, mask, truncated, ids.Length);
     }
 
+    /// <summary>Every text through <see cref="Encode"/>, as one [B, max_length] int64 tensor of input ids (what a batch feeds CLIP).</summary>
+    public TorchSharp.torch.Tensor InputIds(IReadOnlyList<string> texts, int? maxLength = null, TorchSharp.torch.Device? device = null)
+    {
+        int max = maxLength ?? ModelMaxLength;
+        var ids = texts.SelectMany(t => Encode(t, max).Ids.Select(id => (long)id)).ToArray();
+        return TorchSharp.torch.tensor(ids, device: device).reshape(texts.Count, max);
+    }
+
     public string Decode(IEnumerable<int> ids) => _bpe.Decode(ids) ?? "";
 
     /// <summary>The text that a fixed-length encoding keeps, for "truncated" warnings.</summary>

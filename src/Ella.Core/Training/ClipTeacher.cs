@@ -25,8 +25,7 @@ public sealed class ClipTeacher(ClipTextModel textEncoder, ClipTokenizer tokeniz
         if (captions.Count != drop.Length) throw new ArgumentException($"{captions.Count} captions for {drop.Length} rows");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var ids = captions.Select((c, i) => drop[i] ? "" : c).SelectMany(c => tokenizer.Encode(c, Tokens).Ids.Select(id => (long)id)).ToArray();
-        var input = tensor(ids, device: device).reshape(captions.Count, Tokens);
+        var input = tokenizer.InputIds(captions.Select((c, i) => drop[i] ? "" : c).ToList(), Tokens, device);
         return textEncoder.forward(input).MoveToOuterDisposeScope();
     }
 }

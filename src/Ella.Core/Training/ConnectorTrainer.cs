@@ -120,13 +120,14 @@ public sealed class ConnectorTrainer : IDisposable
         var noisy = Objective.AddNoise(x0, noise, t);
         var target = Objective.Target(x0, noise, t);
         var cond = Condition(batch, t);
-        var pred = _unet.forward(noisy.to_type(_modelDtype), t, cond.to_type(_modelDtype));
+        var input = noisy.to_type(_modelDtype);
+        var pred = _unet.forward(input, t, cond.to_type(_modelDtype));
         var loss = Objective.Loss(pred, target, t);
         if (Teacher is null) return (loss.MoveToOuterDisposeScope(), null);
         if (batch.Captions is not { } captions) throw new EllaException("distillation needs each sample's caption; this batch has none");
         Tensor teacherPred;
         using (no_grad())
-            teacherPred = _unet.forward(noisy.to_type(_modelDtype), t, Teacher.Condition(captions, batch.Drop, _device).to_type(_modelDtype));
+            teacherPred = _unet.forward(input, t, Teacher.Condition(captions, batch.Drop, _device).to_type(_modelDtype));
         var distill = nn.functional.mse_loss(pred.to_type(ScalarType.Float32), teacherPred.to_type(ScalarType.Float32));
         var total = loss + distill * Teacher.Weight;
         return (total.MoveToOuterDisposeScope(), distill.detach().MoveToOuterDisposeScope());
