@@ -57,9 +57,9 @@ public sealed class TrainingRun
             _o.DType = Hardware.DTypeChoice.Parse(recorded);
             _log.WriteLine($"--dtype auto: resuming in {recorded}, the dtype the run was started with");
         }
-        if (resume is { } withTeacher && (withTeacher.State.Distill ?? 0) != _o.Distill)
+        double recordedW = resume?.State.Distill ?? 0;
+        if (resume is not null && recordedW != _o.Distill)
         {
-            double recordedW = withTeacher.State.Distill ?? 0;
             if (_o.Distill != 0)
                 throw new EllaException(string.Create(CultureInfo.InvariantCulture,
                     $"--distill {_o.Distill}: the run in {_o.Resume} trains with --distill {recordedW}; resume it with that value (or without the flag), or start a new run"));
