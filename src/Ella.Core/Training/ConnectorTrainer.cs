@@ -24,7 +24,8 @@ public readonly record struct StepResult(double Loss, double GradNorm, double Lr
 /// The connector keeps float32 master weights and AdamW state (torch.optim.AdamW semantics); its output is cast to the
 /// model dtype (bf16 mixed precision). Gradient accumulation sums micro-batch losses divided by their count; the
 /// global gradient norm is clipped as clip_grad_norm_ does. With a <see cref="ClipTeacher"/> the loss gains
-/// W · MSE(prediction, the frozen UNet's prediction from the base model's CLIP condition for the same caption).
+/// W · MSE(prediction, the frozen UNet's prediction from the base model's CLIP condition for the same caption). A batch
+/// with loss weights (<c>--foreground-weight</c>) makes both terms weighted means.
 /// </summary>
 public sealed class ConnectorTrainer : IDisposable
 {
@@ -41,6 +42,7 @@ public sealed class ConnectorTrainer : IDisposable
     public ConnectorModule Connector => _connector;
     /// <summary>The base model's text pathway as a distillation teacher, or null (the paper's objective alone).</summary>
     public ClipTeacher? Teacher { get; init; }
+
 
     /// <param name="nullFeatures">the empty caption's features ([L, D] or [1, L, D]): what a dropped caption sees</param>
     public ConnectorTrainer(UNet2DConditionModel unet, ConnectorModule connector, DiffusionObjective objective, Tensor nullFeatures,
@@ -122,13 +124,15 @@ public sealed class ConnectorTrainer : IDisposable
         var cond = Condition(batch, t);
         var input = noisy.to_type(_modelDtype);
         var pred = _unet.forward(input, t, cond.to_type(_modelDtype));
-        var loss = Objective.Loss(pred, target, t);
+        var weights = batch.LossWeights?.to(ScalarType.Float32, _device);
+        var loss = Objective.Loss(pred, target, t, weights);
         if (Teacher is null) return (loss.MoveToOuterDisposeScope(), null);
         if (batch.Captions is not { } captions) throw new EllaException("distillation needs each sample's caption; this batch has none");
         Tensor teacherPred;
         using (no_grad())
             teacherPred = _unet.forward(input, t, Teacher.Condition(captions, batch.Drop, _device).to_type(_modelDtype));
-        var distill = nn.functional.mse_loss(pred.to_type(ScalarType.Float32), teacherPred.to_type(ScalarType.Float32));
+        var distill = weights is null ? nn.functional.mse_loss(pred.to_type(ScalarType.Float32), teacherPred.to_type(ScalarType.Float32))
+            : DiffusionObjective.WeightedMse(pred, teacherPred, weights);
         var total = loss + distill * Teacher.Weight;
         return (total.MoveToOuterDisposeScope(), distill.detach().MoveToOuterDisposeScope());
     }

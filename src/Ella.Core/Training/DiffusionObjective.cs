@@ -73,21 +73,45 @@ public sealed class DiffusionObjective
     /// <summary>
     /// MSE averaged over all elements; with snr_gamma, per-row MSE (mean over C,H,W) times min(snr, γ)/snr (epsilon) or
     /// min(snr, γ)/(snr + 1) (v_prediction), averaged over rows. snr = ᾱ/(1−ᾱ). Returns a 0-dim float32 tensor.
+    /// With <paramref name="weights"/> ([B, 1, h, w] or any shape that broadcasts), each mean over elements becomes a
+    /// weighted mean, Σ w·(pred − target)² / Σ w (see <see cref="WeightedMse"/>).
     /// </summary>
-    public Tensor Loss(Tensor prediction, Tensor target, Tensor timesteps)
+    public Tensor Loss(Tensor prediction, Tensor target, Tensor timesteps, Tensor? weights = null)
     {
         using var scope = NewDisposeScope();
         var pred = prediction.to_type(ScalarType.Float32);
         var tgt = target.to_type(ScalarType.Float32);
-        if (SnrGamma is not { } gamma)
+        if (weights is not null)
+        {
+            if (SnrGamma is null) return WeightedMse(pred, tgt, weights).MoveToOuterDisposeScope();
+            return (WeightedMse(pred, tgt, weights, perRow: true) * SnrWeights(timesteps, pred.device)).mean().MoveToOuterDisposeScope();
+        }
+        if (SnrGamma is null)
             return nn.functional.mse_loss(pred, tgt).MoveToOuterDisposeScope();
-        var acp = Acp(timesteps, pred.device);
-        var alpha = acp.pow(0.5);
-        var sigma = (1 - acp).pow(0.5);
-        var snr = (alpha / sigma).pow(2);
-        var clamped = snr.clamp_max(gamma);
-        var weights = Prediction == PredictionType.Epsilon ? clamped / snr : clamped / (snr + 1);
         var perRow = nn.functional.mse_loss(pred, tgt, nn.Reduction.None).mean(Enumerable.Range(1, (int)pred.dim() - 1).Select(i => (long)i).ToArray());
-        return (perRow * weights).mean().MoveToOuterDisposeScope();
+        return (perRow * SnrWeights(timesteps, pred.device)).mean().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>min(snr, γ)/snr (epsilon) or min(snr, γ)/(snr + 1) (v_prediction) per row, [B] float32.</summary>
+    Tensor SnrWeights(Tensor timesteps, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var acp = Acp(timesteps, device);
+        var snr = (acp.pow(0.5) / (1 - acp).pow(0.5)).pow(2); // as diffusers' compute_snr: (α/σ)²
+        var clamped = snr.clamp_max(SnrGamma!.Value);
+        return (Prediction == PredictionType.Epsilon ? clamped / snr : clamped / (snr + 1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Σ w·(a − b)² / Σ w over all elements, float32, with <paramref name="weights"/> broadcast to the shape of a (both
+    /// sums over the broadcast shape); per row ([B]) with <paramref name="perRow"/>. All-equal weights give the plain MSE.
+    /// </summary>
+    public static Tensor WeightedMse(Tensor a, Tensor b, Tensor weights, bool perRow = false)
+    {
+        using var scope = NewDisposeScope();
+        var sq = (a.to_type(ScalarType.Float32) - b.to_type(ScalarType.Float32)).pow(2);
+        var w = weights.to(ScalarType.Float32, sq.device).expand(sq.shape);
+        long[] dims = perRow ? Enumerable.Range(1, (int)sq.dim() - 1).Select(i => (long)i).ToArray() : Enumerable.Range(0, (int)sq.dim()).Select(i => (long)i).ToArray();
+        return ((sq * w).sum(dims) / w.sum(dims)).MoveToOuterDisposeScope();
     }
 }

@@ -7,14 +7,18 @@ using static TorchSharp.torch;
 
 namespace Ella.Training;
 
-/// <summary>One training sample before noise: the VAE posterior (mean, std [4, h, w]), the caption's features [L, D] and the caption.</summary>
-public sealed record PosteriorSample(Tensor Mean, Tensor Std, Tensor TextFeatures, string Caption = "") : IDisposable
+/// <summary>
+/// One training sample before noise: the VAE posterior (mean, std [4, h, w]), the caption's features [L, D], the caption,
+/// and its loss mask at latent resolution [1, h, w] when the data has one.
+/// </summary>
+public sealed record PosteriorSample(Tensor Mean, Tensor Std, Tensor TextFeatures, string Caption = "", Tensor? Mask = null) : IDisposable
 {
     public void Dispose()
     {
         Mean.Dispose();
         Std.Dispose();
         TextFeatures.Dispose();
+        Mask?.Dispose();
     }
 }
 
@@ -30,6 +34,8 @@ public interface ISampleSource : IDisposable
     /// <summary>Sample <paramref name="index"/>, or null when it is skipped; <paramref name="position"/> seeds its crop and flip.</summary>
     PosteriorSample? TryLoad(int index, long position);
     int Skipped { get; }
+    /// <summary>True when some sample carries a loss mask.</summary>
+    bool HasMasks { get; }
 }
 
 /// <summary>Samples from a feature cache (no VAE or text encoder in memory).</summary>
@@ -41,11 +47,12 @@ public sealed class CachedSampleSource(IFeatureCache cache) : ISampleSource
     public double ScalingFactor => cache.ScalingFactor;
     public Tensor NullTextFeatures => cache.NullTextFeatures;
     public int Skipped => 0;
+    public bool HasMasks => cache.HasMasks;
 
     public PosteriorSample? TryLoad(int index, long position)
     {
         var s = cache.Load(index);
-        return new PosteriorSample(s.LatentMean, s.LatentStd, s.TextFeatures, s.Caption);
+        return new PosteriorSample(s.LatentMean, s.LatentStd, s.TextFeatures, s.Caption, s.Mask);
     }
 
     public void Dispose() => cache.Dispose();
@@ -83,6 +90,7 @@ public sealed class LiveSampleSource : ISampleSource
     public double ScalingFactor => _vae.Config.ScalingFactor;
     public Tensor NullTextFeatures { get; }
     public int Skipped => _data.Skips.Total;
+    public bool HasMasks => _data.HasMasks;
 
     public PosteriorSample? TryLoad(int index, long position)
     {
@@ -96,7 +104,9 @@ public sealed class LiveSampleSource : ISampleSource
         var std = posterior.Std()[0].to(ScalarType.Float32, CPU);
         using var text = _text.Encode(sample.Caption, TokenLength.Flexible, _maxLength);
         var features = text.Features[0].to(ScalarType.Float32, CPU);
-        return new PosteriorSample(mean.MoveToOuterDisposeScope(), std.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope(), sample.Caption);
+        var mask = sample.Mask is null ? null : FeatureCacheWriter.LatentMask(sample.Mask, _vae.Config.DownscaleFactor);
+        return new PosteriorSample(mean.MoveToOuterDisposeScope(), std.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope(), sample.Caption,
+            mask?.MoveToOuterDisposeScope());
     }
 
     public void Dispose()

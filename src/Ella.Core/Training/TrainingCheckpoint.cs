@@ -29,6 +29,8 @@ public sealed class TrainingState
     [JsonPropertyName("dtype")] public string? DType { get; set; }
     /// <summary>The distillation weight W (<c>--distill</c>); absent (0) without a teacher.</summary>
     [JsonPropertyName("distill")] public double? Distill { get; set; }
+    /// <summary>The foreground weight W (<c>--foreground-weight</c>); absent (1) when every element counts the same.</summary>
+    [JsonPropertyName("foreground_weight")] public double? ForegroundWeight { get; set; }
 }
 
 /// <summary>

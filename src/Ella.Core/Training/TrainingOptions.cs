@@ -40,6 +40,11 @@ public sealed class TrainingOptions
     /// from the model's own CLIP text encoder on the same caption). 0: off, the paper's objective alone.
     /// </summary>
     public double Distill { get; set; }
+    /// <summary>
+    /// W of <c>--foreground-weight</c>: a latent element's squared error counts 1 + (W − 1)·m, where m is the sample's
+    /// loss mask at that cell (1: foreground), and the loss is the weighted mean. 1: off (every element the same).
+    /// </summary>
+    public double ForegroundWeight { get; set; } = 1;
     public double? MaxGradNorm { get; set; } = 1.0;
     public double Lr { get; set; } = 1e-4;
     public double WeightDecay { get; set; } = 0.01;
@@ -92,6 +97,7 @@ public sealed class TrainingOptions
         if (!(CaptionDropout >= 0 && CaptionDropout <= 1)) throw new EllaException($"--caption-dropout must be in [0, 1], got {CaptionDropout}");
         if (!(Distill >= 0 && double.IsFinite(Distill))) throw new EllaException($"--distill must be a number ≥ 0, got {Distill}");
         if (Distill > 0 && TrainsLora) throw new EllaException("--distill teaches the connector; it does not apply to --target unet-lora");
+        if (!(ForegroundWeight > 0 && double.IsFinite(ForegroundWeight))) throw new EllaException($"--foreground-weight must be a positive number (1: off), got {ForegroundWeight}");
         if (MaxGradNorm is { } g && !(g > 0)) throw new EllaException($"--max-grad-norm must be positive, got {g}");
         if (!(WeightDecay >= 0)) throw new EllaException($"--weight-decay must be ≥ 0, got {WeightDecay}");
         if (SnrGamma is { } s && !(s > 0)) throw new EllaException($"--snr-gamma must be positive, got {s}");

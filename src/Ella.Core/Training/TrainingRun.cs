@@ -66,6 +66,15 @@ public sealed class TrainingRun
             _o.Distill = recordedW; // --resume alone continues the run's own objective
             _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resuming with --distill {recordedW}, the objective the run was started with"));
         }
+        double recordedF = resume?.State.ForegroundWeight ?? 1;
+        if (resume is not null && recordedF != _o.ForegroundWeight)
+        {
+            if (_o.ForegroundWeight != 1)
+                throw new EllaException(string.Create(CultureInfo.InvariantCulture,
+                    $"--foreground-weight {_o.ForegroundWeight}: the run in {_o.Resume} trains with --foreground-weight {recordedF}; resume it with that value (or without the flag), or start a new run"));
+            _o.ForegroundWeight = recordedF;
+            _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resuming with --foreground-weight {recordedF}, the weighting the run was started with"));
+        }
         bool lora = _o.TrainsLora;
         string? init = _o.Init ?? (lora ? resume?.State.Init : null);
 
@@ -108,6 +117,9 @@ public sealed class TrainingRun
         }
         using var liveScope = cached is null ? source : null;
         if (source.Count == 0) throw new EllaException($"{source.Description}: no samples");
+        if (_o.ForegroundWeight != 1 && !source.HasMasks)
+            throw new EllaException(string.Create(CultureInfo.InvariantCulture, $"--foreground-weight {_o.ForegroundWeight}: {(cached is null ? $"--data {string.Join(", ", _o.Data)}" : $"--cache {_o.Cache}")} has no loss masks; ") +
+                                    "name a \"mask\" image per sample in metadata.jsonl (white = foreground; 'ella world sample --masks' writes them) and cache the data again");
         var promptEncoder = textEncoder ?? (source as LiveSampleSource)?.TextEncoder;
         if (promptEncoder is not null && promptEncoder.HiddenSize != source.TextFeatureDim)
             throw new EllaException($"--cache {_o.Cache}: the cached text features are {source.TextFeatureDim} wide but the {kindName} text encoder ({promptEncoder.Name}) gives {promptEncoder.HiddenSize}-wide ones");
@@ -180,6 +192,7 @@ public sealed class TrainingRun
             Seed = _o.Seed, LrSchedule = _o.LrSchedule, Lr = _o.Lr, WarmupSteps = _o.WarmupSteps, MaxSteps = _o.MaxSteps,
             Batch = _o.Batch, GradAccum = _o.GradAccum, Target = _o.Target, Init = lora && init is not null ? Path.GetFullPath(init) : null,
             DType = DTypeName(_o.DType), Distill = _o.Distill > 0 ? _o.Distill : null,
+            ForegroundWeight = _o.ForegroundWeight != 1 ? _o.ForegroundWeight : null,
         };
         if (resume is { } res)
         {
@@ -200,6 +213,7 @@ public sealed class TrainingRun
         _log.WriteLine($"training {what} " +
             $"on {source.Description} ({kindName} text features); UNet {sd.Name} in {DTypeName(_o.DType)}; {_o.MaxSteps} steps × {_o.Batch * _o.GradAccum} samples; output {output}");
         if (distill) _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"distillation: loss = objective + {_o.Distill} × MSE(prediction, the UNet's prediction from {sd.Name}'s own CLIP text encoder on the same caption)"));
+        if (_o.ForegroundWeight != 1) _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"foreground weight: each latent element's squared error counts 1 + {_o.ForegroundWeight - 1} × its loss mask"));
         if (resume is not null) _log.WriteLine($"resumed from {resume.Value.Path} at step {state.Step}");
         string? lastCheckpoint = resume?.Path;
         int lastSaved = state.Step;
@@ -290,8 +304,11 @@ public sealed class TrainingRun
             var timesteps = randint(0, objective.NumTrainTimesteps, [_o.Batch], dtype: ScalarType.Int64, generator: rng);
             var drop = rand([_o.Batch], generator: rng).data<float>().Select(u => u < _o.CaptionDropout).ToArray();
             var text = samples.Select(s => s.TextFeatures.alias().DetachFromDisposeScope()).ToList();
+            // a sample without a mask is all background: its elements count 1
+            var weights = _o.ForegroundWeight == 1 ? null
+                : 1 + (_o.ForegroundWeight - 1) * stack(samples.Select(s => s.Mask ?? zeros([1, s.Mean.shape[1], s.Mean.shape[2]])).ToArray());
             return new TrainingBatch(latents.DetachFromDisposeScope(), noise.DetachFromDisposeScope(), timesteps.DetachFromDisposeScope(), text, drop,
-                samples.Select(s => s.Caption).ToList());
+                samples.Select(s => s.Caption).ToList(), weights?.DetachFromDisposeScope());
         }
         finally
         {

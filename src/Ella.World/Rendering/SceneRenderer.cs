@@ -49,6 +49,13 @@ public static class SceneRenderer
         return image;
     }
 
+    /// <summary>
+    /// The scene's foreground mask, drawn by the same rasteriser: every object white on black, so a pixel's grey level is
+    /// how much of it objects cover (what <c>ella train --foreground-weight</c> reads).
+    /// </summary>
+    public static RgbImage RenderMask(Scene scene, int size = Vocabulary.CanvasSize) =>
+        Render(new Scene(Background.Black, scene.Objects.Select(o => o with { Color = ObjectColor.White }).ToList()), size);
+
     /// <summary>Whether the point (u, v) of the unit box (0..1, y down) is inside the shape.</summary>
     public static bool Inside(Shape shape, double u, double v)
     {

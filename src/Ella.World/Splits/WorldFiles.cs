@@ -14,7 +14,8 @@ public sealed record WorldMetadata(
     [property: JsonPropertyName("short_text")] string ShortText,
     [property: JsonPropertyName("split")] string Split,
     [property: JsonPropertyName("index")] long Index,
-    [property: JsonPropertyName("scene")] WorldSceneJson Scene);
+    [property: JsonPropertyName("scene")] WorldSceneJson Scene,
+    [property: JsonPropertyName("mask"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Mask = null);
 
 public sealed record WorldSceneJson(
     [property: JsonPropertyName("background")] string Background,
@@ -36,6 +37,7 @@ public static class WorldFiles
     public const string CsvFile = "dpg_bench.csv";
     public const string PromptsFolder = "prompts";
     public const string TruthFolder = "truth";
+    public const string MasksFolder = "masks";
 
     static readonly JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
@@ -54,11 +56,14 @@ public static class WorldFiles
     /// <summary>
     /// Writes <c>&lt;id&gt;.png</c> for each item and <c>metadata.jsonl</c> (one line per image; the file is replaced
     /// atomically at the end). Lines already in the folder's <c>metadata.jsonl</c> for other files are kept first, so
-    /// a stream can be continued into the same folder with <c>--start</c>. Returns the number of images written.
+    /// a stream can be continued into the same folder with <c>--start</c>. With <paramref name="masks"/>, each image's
+    /// foreground mask is written as <c>masks/&lt;id&gt;.png</c> and named in its line (<c>"mask"</c>). Returns the
+    /// number of images written.
     /// </summary>
-    public static int WriteSample(string outDir, IEnumerable<WorldItem> items, int size = Vocabulary.CanvasSize, IProgress<int>? progress = null)
+    public static int WriteSample(string outDir, IEnumerable<WorldItem> items, int size = Vocabulary.CanvasSize, IProgress<int>? progress = null, bool masks = false)
     {
         Directory.CreateDirectory(outDir);
+        if (masks) Directory.CreateDirectory(Path.Combine(outDir, MasksFolder));
         string metadataPath = Path.Combine(outDir, MetadataFile);
         var lines = new List<(string File, string Line)>();
         if (File.Exists(metadataPath))
@@ -86,7 +91,9 @@ public static class WorldFiles
         {
             string file = item.Id + ".png";
             SceneRenderer.Render(item.Scene, size).SavePng(Path.Combine(outDir, file));
-            var meta = new WorldMetadata(file, item.DenseCaption, item.ShortCaption, WorldSplits.Name(item.Split), item.Index, SceneJson(item.Scene));
+            string? mask = masks ? $"{MasksFolder}/{file}" : null;
+            if (mask is not null) SceneRenderer.RenderMask(item.Scene, size).SavePng(Path.Combine(outDir, mask));
+            var meta = new WorldMetadata(file, item.DenseCaption, item.ShortCaption, WorldSplits.Name(item.Split), item.Index, SceneJson(item.Scene), mask);
             written.Add((file, JsonSerializer.Serialize(meta, Json)));
             progress?.Report(written.Count);
         }

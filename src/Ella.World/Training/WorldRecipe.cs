@@ -58,6 +58,11 @@ public sealed class WorldTrainOptions
     /// already draw instead of from nothing.
     /// </summary>
     public double ConnectorDistill { get; init; }
+    /// <summary>
+    /// Stage 3's foreground weight W (1: off): the connector's loss counts object pixels W times the background's
+    /// (<c>ella train --foreground-weight</c>); the connector data then comes with masks, in <c>3-data-masks</c>.
+    /// </summary>
+    public double ConnectorForegroundWeight { get; init; } = 1;
     /// <summary>What stage 3's frozen UNet (and teacher) compute in; the connector keeps float32 weights either way.</summary>
     public ScalarType ConnectorComputeDtype { get; init; } = ScalarType.Float32;
     /// <summary>The command line, recorded in every safetensors the recipe writes.</summary>
@@ -245,7 +250,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
                 Resolution = 64, Seed = o.Seed * 1000 + 3, CaptionDropout = o.CaptionDropout, Lr = o.Connector.Lr,
                 LrSchedule = o.Connector.Schedule, WarmupSteps = o.Connector.WarmupSteps, SaveEvery = o.Connector.SaveEvery, KeepLast = 2,
                 WeightDecay = o.Connector.WeightDecay, MaxGradNorm = o.Connector.MaxGradNorm,
-                Distill = o.ConnectorDistill, DType = o.ConnectorComputeDtype,
+                Distill = o.ConnectorDistill, ForegroundWeight = o.ConnectorForegroundWeight, DType = o.ConnectorComputeDtype,
             };
             var outcome = TrainingRun.Run(options, new PrefixWriter(log, $"[{name}] "), cancellation);
             if (outcome == TrainingOutcome.Interrupted) throw new OperationCanceledException($"[{name}] interrupted; run the same command again to resume");
@@ -261,15 +266,16 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
     /// <summary>The connector data (scenes with dense captions, written once) and its feature cache for one text encoder.</summary>
     string EnsureCache(TextEncoderKind encoder, AutoencoderKL vae, CancellationToken cancellation)
     {
-        string data = Path.Combine(o.WorkDir, "3-data");
+        bool masks = o.ConnectorForegroundWeight != 1;
+        string data = Path.Combine(o.WorkDir, masks ? "3-data-masks" : "3-data");
         if (!File.Exists(Path.Combine(data, "done")))
         {
-            log.WriteLine($"[data] writing {o.ConnectorSamples} scenes with dense captions to {data}");
-            WorldFiles.WriteSample(data, WorldFiles.Items(WorldSplit.Train, 2_000_000_000, o.ConnectorSamples, o.Seed));
+            log.WriteLine($"[data] writing {o.ConnectorSamples} scenes with dense captions{(masks ? " and foreground masks" : "")} to {data}");
+            WorldFiles.WriteSample(data, WorldFiles.Items(WorldSplit.Train, 2_000_000_000, o.ConnectorSamples, o.Seed), masks: masks);
             File.WriteAllText(Path.Combine(data, "done"), "");
         }
         string name = TextEncoderKinds.Name(encoder);
-        string cache = Path.Combine(o.WorkDir, $"3-cache-{name}");
+        string cache = Path.Combine(o.WorkDir, masks ? $"3-cache-{name}-masks" : $"3-cache-{name}");
         if (File.Exists(Path.Combine(cache, "done"))) return cache;
         using var text = TextEncoderFactory.Create(encoder, null);
         var dataset = ImageCaptionDatasets.Open([data], new ImagePreprocessing(64, false, false), m => log.WriteLine(m));

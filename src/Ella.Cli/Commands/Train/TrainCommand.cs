@@ -32,6 +32,7 @@ public static class TrainCommand
         var snrGamma = new Option<double?>("--snr-gamma") { Description = "Min-SNR loss weighting with this gamma (e.g. 5); default plain MSE" };
         var captionDropout = new Option<double>("--caption-dropout") { Description = "Probability that a caption is replaced by the empty caption's features", DefaultValueFactory = _ => 0.1 };
         var distill = new Option<double>("--distill") { Description = "Weight W of a distillation term: loss = objective + W · MSE(prediction, the frozen UNet's prediction from --sd's own CLIP text encoder on the same caption); needs a diffusers folder with text_encoder/ and tokenizer/; 0 = off (the paper's objective)", DefaultValueFactory = _ => 0 };
+        var foregroundWeight = new Option<double>("--foreground-weight") { Description = "Weight W of the foreground in the loss: each latent element's squared error counts 1 + (W − 1)·mask, the loss is their weighted mean; needs data whose metadata.jsonl names a \"mask\" image per sample (white = foreground), or a cache made from it; 1 = off", DefaultValueFactory = _ => 1 };
         var maxGradNorm = new Option<double>("--max-grad-norm") { Description = "Clip the global gradient norm (0 = no clipping)", DefaultValueFactory = _ => 1.0 };
         var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 1e-4 };
         var weightDecay = new Option<double>("--weight-decay") { Description = "AdamW decoupled weight decay", DefaultValueFactory = _ => 0.01 };
@@ -60,7 +61,7 @@ public static class TrainCommand
         textEncoder.AcceptOnlyFromAmong(TextEncoderKinds.Names);
         var command = new Command("train", "Train an ELLA connector against a frozen Stable Diffusion UNet (or, with --target unet-lora, a UNet LoRA with the connector frozen)")
         {
-            sd, t5, textEncoder, cache, data, output, init, connector, blocks, maxSteps, batch, resolution, seed, snrGamma, captionDropout, distill, maxGradNorm,
+            sd, t5, textEncoder, cache, data, output, init, connector, blocks, maxSteps, batch, resolution, seed, snrGamma, captionDropout, distill, foregroundWeight, maxGradNorm,
             lr, weightDecay, lrSchedule, warmup, gradAccum, dtype, device, saveEvery, keepLast, resume, validationPrompts, validateEvery, validationSteps,
             randomCrop, randomFlip, maxLength, threads, target, rank, loraAlpha,
         };
@@ -88,7 +89,7 @@ public static class TrainCommand
                 Cache = p.GetValue(cache), Data = p.GetValue(data) ?? [], Output = p.GetValue(output), Init = p.GetValue(init),
                 ConnectorType = p.GetValue(connector)!, Blocks = p.GetValue(blocks), MaxSteps = p.GetValue(maxSteps), Batch = p.GetValue(batch),
                 Resolution = p.GetValue(resolution), Seed = p.GetValue(seed), SnrGamma = p.GetValue(snrGamma),
-                CaptionDropout = p.GetValue(captionDropout), Distill = p.GetValue(distill), MaxGradNorm = clip == 0 ? null : clip, Lr = p.GetValue(lr),
+                CaptionDropout = p.GetValue(captionDropout), Distill = p.GetValue(distill), ForegroundWeight = p.GetValue(foregroundWeight), MaxGradNorm = clip == 0 ? null : clip, Lr = p.GetValue(lr),
                 WeightDecay = p.GetValue(weightDecay), LrSchedule = p.GetValue(lrSchedule)!, WarmupSteps = p.GetValue(warmup),
                 GradAccum = p.GetValue(gradAccum), Device = PipelineCliOptions.ParseDevice(p.GetValue(device)!),
                 SaveEvery = p.GetValue(saveEvery), KeepLast = p.GetValue(keepLast), Resume = p.GetValue(resume),

@@ -4,7 +4,7 @@ using Ella.World.Splits;
 
 namespace Ella.Cli.Commands.World;
 
-/// <summary><c>ella world sample --count N --out DIR [--seed S] [--split train|eval|paraphrase] [--start K]</c>.</summary>
+/// <summary><c>ella world sample --count N --out DIR [--seed S] [--split train|eval|paraphrase] [--start K] [--masks]</c>.</summary>
 public static class WorldSampleCommand
 {
     public static Command Create(CliContext ctx)
@@ -15,7 +15,8 @@ public static class WorldSampleCommand
         var split = new Option<string>("--split") { Description = "train (endless stream) | eval (200 fixed scenes) | paraphrase (100 fixed scenes, unseen words)", DefaultValueFactory = _ => "train" };
         split.AcceptOnlyFromAmong("train", "eval", "paraphrase");
         var start = new Option<long>("--start") { Description = "Index of the first item (to continue a stream)", DefaultValueFactory = _ => 0 };
-        var command = new Command("sample", "Write world images with their dense and short captions (an imagefolder for 'ella train')") { count, output, seed, split, start };
+        var masks = new Option<bool>("--masks") { Description = "Also write each image's foreground mask (objects white on black) as masks/<id>.png, named by \"mask\" in metadata.jsonl (for 'ella train --foreground-weight')" };
+        var command = new Command("sample", "Write world images with their dense and short captions (an imagefolder for 'ella train')") { count, output, seed, split, start, masks };
         command.SetAction(p =>
         {
             var which = WorldSplits.Parse(p.GetValue(split)!);
@@ -25,7 +26,7 @@ public static class WorldSampleCommand
             string outDir = p.GetValue(output)!;
             var clock = Stopwatch.StartNew();
             int total = p.GetValue(count);
-            int n = WorldFiles.WriteSample(outDir, WorldFiles.Items(which, p.GetValue(start), total, s ?? 0), progress: new SyncProgress(ctx.Error, total));
+            int n = WorldFiles.WriteSample(outDir, WorldFiles.Items(which, p.GetValue(start), total, s ?? 0), progress: new SyncProgress(ctx.Error, total), masks: p.GetValue(masks));
             ctx.Error.WriteLine($"wrote {n} images and {WorldFiles.MetadataFile} to {outDir} in {clock.Elapsed.TotalSeconds:F1} s");
             ctx.Out.WriteLine(outDir);
             return EllaCli.ExitOk;

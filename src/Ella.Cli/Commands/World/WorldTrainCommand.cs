@@ -23,6 +23,7 @@ public static class WorldTrainCommand
         var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 16)" };
         var connectorLr = new Option<double?>("--connector-lr") { Description = "Stage 3 peak learning rate per connector (default 3e-4; cosine after a short warm-up)" };
         var connectorDistill = new Option<double?>("--connector-distill") { Description = "Stage 3: weight W of distillation from the base's own text pathway (loss = objective + W · MSE to the UNet's prediction from the base CLIP on the same dense caption; default 0 = off)" };
+        var connectorForeground = new Option<double?>("--connector-foreground-weight") { Description = "Stage 3: weight W of object pixels in the connector's loss (ella train --foreground-weight; the connector data is then written with masks; default 1 = off)" };
         var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
         var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 6000)" };
         var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };
@@ -47,7 +48,7 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -98,6 +99,8 @@ public static class WorldTrainCommand
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps") with { Lr = ConnectorLr(p.GetValue(connectorLr)) ?? defaults.Connector.Lr },
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
                 ConnectorDistill = ConnectorDistill(p.GetValue(connectorDistill)),
+                ConnectorForegroundWeight = p.GetValue(connectorForeground) is not { } fw ? 1
+                    : double.IsFinite(fw) && fw > 0 ? fw : throw new EllaException($"--connector-foreground-weight {fw}: must be a positive number (1: off)"),
                 ConnectorComputeDtype = connectorCompute.DType,
                 Connectors = names, Prediction = p.GetValue(prediction)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
                 BaseFrom = BaseFolder(p.GetValue(baseFrom)),

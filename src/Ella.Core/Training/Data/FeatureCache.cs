@@ -23,6 +23,7 @@ public sealed class FeatureCache : IFeatureCache
     public int TextFeatureDim => Settings.TextFeatureDim;
     public double ScalingFactor => Settings.ScalingFactor;
     public Tensor NullTextFeatures => _null;
+    public bool HasMasks => _samples.Any(s => s.Mask is not null);
     public FeatureCacheSettings Settings { get; }
     /// <summary>True when every process shard finished; an incomplete cache is still readable.</summary>
     public bool IsComplete { get; }
@@ -114,7 +115,8 @@ public sealed class FeatureCache : IFeatureCache
                 mean = f.Read(s.LatentMean, ScalarType.Float32);
                 std = f.Read(s.LatentStd, ScalarType.Float32);
                 var text = f.Read(s.Text, ScalarType.Float32);
-                return new CachedSample(s.Key, mean, std, text, s.Caption);
+                var mask = s.Mask is null ? null : f.Read(s.Mask, ScalarType.Float32);
+                return new CachedSample(s.Key, mean, std, text, s.Caption, mask);
             }
             catch
             {

@@ -116,6 +116,8 @@ public sealed record CachedSampleEntry
     [JsonPropertyName("text")] public required string Text { get; init; }
     [JsonPropertyName("text_length")] public int TextLength { get; init; }
     [JsonPropertyName("truncated")] public bool Truncated { get; init; }
+    /// <summary>The loss mask [1, h, w] at latent resolution, when the data named one (absent otherwise).</summary>
+    [JsonPropertyName("mask")] public string? Mask { get; init; }
 }
 
 /// <summary>A sample left out of the cache, and why (one of <see cref="SkipReasons"/>).</summary>

@@ -43,7 +43,8 @@ public sealed record FeatureCacheSummary(int Total, int Cached, int Skipped, int
 
 /// <summary>
 /// Writes a feature cache: per sample the VAE posterior mean and std [C, h, w] (before scaling_factor) and the caption's
-/// text features [L, D] at its own length (truncated to MaxLength), all bf16, in safetensors files of
+/// text features [L, D] at its own length (truncated to MaxLength), and the loss mask at latent resolution [1, h, w] when
+/// the data names one (see <see cref="LatentMask"/>), all bf16, in safetensors files of
 /// <see cref="FeatureCacheWriteOptions.SamplesPerFile"/> samples, each written atomically and carrying the list of
 /// samples it covers; and the empty caption's features once. After each file the process's JSON index
 /// (<see cref="FeatureCacheIndex"/>) is rewritten. A rerun skips finished files (after checking they cover the same
@@ -195,11 +196,14 @@ public static class FeatureCacheWriter
                                 Index = k, Key = sample.Key, Caption = sample.Caption, File = name,
                                 LatentMean = prefix + ".latent_mean", LatentStd = prefix + ".latent_std", Text = prefix + ".text",
                                 TextLength = (int)features.shape[0], Truncated = cut,
+                                Mask = sample.Mask is null ? null : prefix + ".mask",
                             };
                             record.Samples.Add(entry);
                             tensors.Add(new(entry.LatentMean, mean[i].clone().DetachFromDisposeScope()));
                             tensors.Add(new(entry.LatentStd, std[i].clone().DetachFromDisposeScope()));
                             tensors.Add(new(entry.Text, features.DetachFromDisposeScope()));
+                            if (sample.Mask is { } mask)
+                                tensors.Add(new(entry.Mask!, LatentMask(mask, factor).to(ScalarType.BFloat16).contiguous().DetachFromDisposeScope()));
                             cached++;
                             done++;
                         }
@@ -223,6 +227,14 @@ public static class FeatureCacheWriter
         }
         SaveIndex(complete: true);
         return new FeatureCacheSummary(mine.Count, cached, skipped, reused, truncated, written, reusedFiles, skips, clock.Elapsed);
+    }
+
+    /// <summary>A pixel mask [1, R, R] as the latents see it: its mean over each factor × factor cell, [1, R/f, R/f].</summary>
+    public static Tensor LatentMask(Tensor mask, int factor)
+    {
+        using var scope = NewDisposeScope();
+        using var batch = mask.to(ScalarType.Float32).unsqueeze(0);
+        return nn.functional.avg_pool2d(batch, factor, factor).squeeze(0).MoveToOuterDisposeScope();
     }
 
     /// <summary>[L, D] bf16 CPU features of one caption, at its own length up to <paramref name="maxLength"/> tokens.</summary>

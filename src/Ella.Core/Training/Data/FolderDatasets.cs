@@ -64,20 +64,21 @@ public sealed class SidecarCaptionDataset : ImageCaptionDatasetBase
 /// <summary>
 /// The Hugging Face imagefolder layout: <c>metadata.jsonl</c> with one JSON object per line, <c>file_name</c> (relative to
 /// the folder) and <c>text</c> (the caption). Images in the folder without a metadata line are candidates with a missing
-/// caption; metadata lines whose file is absent are missing images. The key is the file name.
+/// caption; metadata lines whose file is absent are missing images. The key is the file name. An optional <c>mask</c>
+/// names a loss mask image of the same size (relative to the folder; white = foreground, for <c>--foreground-weight</c>).
 /// </summary>
 public sealed class ImageFolderDataset : ImageCaptionDatasetBase
 {
     public const string MetadataFile = "metadata.jsonl";
 
     readonly string _root;
-    readonly List<(string File, string? Caption)> _entries = [];
+    readonly List<(string File, string? Caption, string? Mask)> _entries = [];
 
     public ImageFolderDataset(string folder, ImagePreprocessing preprocessing, Action<string>? warn = null) : base(folder, preprocessing, warn)
     {
         _root = folder;
         string metadata = Path.Combine(folder, MetadataFile);
-        var captions = new Dictionary<string, string?>(StringComparer.Ordinal);
+        var captions = new Dictionary<string, (string? Text, string? Mask)>(StringComparer.Ordinal);
         int lineNumber = 0;
         foreach (var line in File.ReadLines(metadata))
         {
@@ -94,20 +95,33 @@ public sealed class ImageFolderDataset : ImageCaptionDatasetBase
                 }
                 string file = name.GetString()!.Replace('\\', '/');
                 string? text = doc.RootElement.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-                if (!captions.TryAdd(file, text)) Skip(lineKey, SkipReasons.BadMetadata, $"duplicate file_name \"{file}\"");
+                string? mask = doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.String && !string.IsNullOrWhiteSpace(m.GetString())
+                    ? m.GetString()!.Replace('\\', '/') : null;
+                if (!captions.TryAdd(file, (text, mask))) Skip(lineKey, SkipReasons.BadMetadata, $"duplicate file_name \"{file}\"");
             }
             catch (JsonException e)
             {
                 Skip(lineKey, SkipReasons.BadMetadata, $"not valid JSON: {e.Message}");
             }
         }
-        foreach (var image in ImageFiles.Under(folder)) captions.TryAdd(image, null);
-        foreach (var (file, caption) in captions.OrderBy(kv => kv.Key, StringComparer.Ordinal)) _entries.Add((file, caption));
+        var masks = captions.Values.Select(v => v.Mask).Where(m => m is not null).ToHashSet(StringComparer.Ordinal);
+        foreach (var image in ImageFiles.Under(folder))
+            if (!masks.Contains(image)) captions.TryAdd(image, (null, null)); // a mask file is not a sample
+        foreach (var (file, entry) in captions.OrderBy(kv => kv.Key, StringComparer.Ordinal)) _entries.Add((file, entry.Text, entry.Mask));
+        HasMasks = masks.Count > 0;
     }
 
     public override int Count => _entries.Count;
     public override string KeyOf(int index) => _entries[index].File;
+    public override bool HasMasks { get; }
     protected override string? ReadCaption(int index) => _entries[index].Caption;
+    protected override string? MaskNameOf(int index) => _entries[index].Mask;
+
+    protected override byte[]? ReadMask(int index)
+    {
+        string path = Path.Combine(_root, _entries[index].Mask!);
+        return File.Exists(path) ? File.ReadAllBytes(path) : null;
+    }
 
     protected override byte[]? ReadImage(int index)
     {

@@ -35,6 +35,15 @@ public abstract class ImageCaptionDatasetBase : IImageCaptionDataset
     /// <summary>The encoded image bytes, or null when the image is missing.</summary>
     protected abstract byte[]? ReadImage(int index);
 
+    /// <summary>True when some sample names a loss mask.</summary>
+    public virtual bool HasMasks => false;
+
+    /// <summary>The path of the sample's loss mask as named by the data (relative to it), or null when it names none.</summary>
+    protected virtual string? MaskNameOf(int index) => null;
+
+    /// <summary>The encoded mask bytes, or null when the named mask is missing.</summary>
+    protected virtual byte[]? ReadMask(int index) => null;
+
     public ImageCaptionSample? TryLoad(int index, Generator rng)
     {
         if (index < 0 || index >= Count) throw new ArgumentOutOfRangeException(nameof(index), $"sample {index} of {Count}");
@@ -62,18 +71,57 @@ public abstract class ImageCaptionDatasetBase : IImageCaptionDataset
             return Skip(key, SkipReasons.CorruptImage, e.Message);
         }
         if (bytes == null) return Skip(key, SkipReasons.MissingImage, null);
+        byte[]? maskBytes = null;
+        if (MaskNameOf(index) is { } maskName)
+        {
+            try
+            {
+                maskBytes = ReadMask(index);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return Skip(key, SkipReasons.MissingMask, $"{maskName}: {e.Message}");
+            }
+            if (maskBytes == null) return Skip(key, SkipReasons.MissingMask, maskName);
+            var (imageSize, maskSize) = (ImagePreprocessor.StoredSize(bytes), ImagePreprocessor.StoredSize(maskBytes));
+            if (maskSize is null) return Skip(key, SkipReasons.BadMask, $"{maskName}: not a decodable image");
+            if (imageSize is { } i && maskSize is { } m && i != m)
+                return Skip(key, SkipReasons.BadMask, $"{maskName} is {m.Width}×{m.Height}, the image {i.Width}×{i.Height}");
+        }
+        Tensor? pixels = null;
         try
         {
-            var pixels = ImagePreprocessor.Load(bytes, Preprocessing, rng);
-            return new ImageCaptionSample(key, pixels, caption);
+            // the mask takes the image's crop and flip: the generator restarts from the state the image started from
+            using var start = maskBytes is null ? null : rng.get_state();
+            pixels = ImagePreprocessor.Load(bytes, Preprocessing, rng);
+            Tensor? mask = null;
+            if (maskBytes is not null)
+            {
+                using var after = rng.get_state();
+                rng.set_state(start!);
+                try
+                {
+                    mask = ImagePreprocessor.LoadMask(maskBytes, Preprocessing, rng);
+                }
+                catch (BadImageException e)
+                {
+                    pixels.Dispose();
+                    return Skip(key, SkipReasons.BadMask, e.Message);
+                }
+                rng.set_state(after);
+            }
+            return new ImageCaptionSample(key, pixels, caption, mask);
         }
         catch (BadImageException e)
         {
+            pixels?.Dispose();
             return Skip(key, e.Reason, e.Message);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or ExternalException)
         {
-            return Skip(key, SkipReasons.CorruptImage, e.Message);
+            string reason = pixels is null ? SkipReasons.CorruptImage : SkipReasons.BadMask;
+            pixels?.Dispose();
+            return Skip(key, reason, e.Message);
         }
     }
 

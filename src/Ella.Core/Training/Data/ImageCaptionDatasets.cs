@@ -120,6 +120,8 @@ public sealed class ConcatImageCaptionDataset : IImageCaptionDataset
         return _parts[part].SkipReasonOf(local);
     }
 
+    public bool HasMasks => _parts.Any(p => p.HasMasks);
+
     public void Dispose()
     {
         foreach (var p in _parts) p.Dispose();

@@ -13,6 +13,8 @@ public static class SkipReasons
     public const string MissingCaption = "missing caption";
     public const string EmptyCaption = "empty caption";
     public const string BadMetadata = "bad metadata line";
+    public const string MissingMask = "missing mask";
+    public const string BadMask = "bad mask";
 }
 
 /// <summary>An image that cannot be used; <see cref="Reason"/> is one of <see cref="SkipReasons"/>.</summary>
@@ -164,5 +166,25 @@ public static class ImagePreprocessor
     {
         using var decoded = Decode(bytes, p.Resolution);
         return Preprocess(decoded, p, rng);
+    }
+
+    /// <summary>The encoded image's width and height as stored (before EXIF orientation), or null when undecodable.</summary>
+    public static (int Width, int Height)? StoredSize(byte[] bytes)
+    {
+        using var data = SKData.CreateCopy(bytes);
+        using var codec = SKCodec.Create(data);
+        return codec is null ? null : (codec.Info.Width, codec.Info.Height);
+    }
+
+    /// <summary>
+    /// A loss mask (grayscale or RGB; white = foreground) prepared as its image: decoded, resized, cropped and flipped the
+    /// same way when <paramref name="rng"/> is in the state the image's preprocessing started from. Returns [1, R, R] in
+    /// [0, 1] (the mean of the three channels).
+    /// </summary>
+    public static Tensor LoadMask(byte[] bytes, ImagePreprocessing p, Generator? rng)
+    {
+        using var scope = NewDisposeScope();
+        var rgb = Load(bytes, p, rng);
+        return ((rgb.mean([0], keepdim: true) + 1) / 2).clamp_(0, 1).MoveToOuterDisposeScope();
     }
 }

@@ -5,10 +5,17 @@ namespace Ella.Training.Data;
 /// <summary>How images are prepared for training: short side resized to <see cref="Resolution"/>, then a square crop.</summary>
 public sealed record ImagePreprocessing(int Resolution, bool RandomCrop = false, bool RandomFlip = false);
 
-/// <summary>One image–caption pair, preprocessed: pixels [3, R, R] float32 in [-1, 1] on the CPU.</summary>
-public sealed record ImageCaptionSample(string Key, Tensor Pixels, string Caption) : IDisposable
+/// <summary>
+/// One image–caption pair, preprocessed: pixels [3, R, R] float32 in [-1, 1] on the CPU; with a loss mask, the mask
+/// [1, R, R] in [0, 1] (1: the pixel belongs to the foreground), cropped and flipped as the pixels were.
+/// </summary>
+public sealed record ImageCaptionSample(string Key, Tensor Pixels, string Caption, Tensor? Mask = null) : IDisposable
 {
-    public void Dispose() => Pixels.Dispose();
+    public void Dispose()
+    {
+        Pixels.Dispose();
+        Mask?.Dispose();
+    }
 }
 
 /// <summary>
@@ -38,6 +45,9 @@ public interface IImageCaptionDataset : IDisposable
 
     /// <summary>Why sample <paramref name="index"/> was skipped (one of <see cref="SkipReasons"/>), or null if it was not.</summary>
     string? SkipReasonOf(int index) => null;
+
+    /// <summary>True when some sample names a loss mask (<c>"mask"</c> in <c>metadata.jsonl</c>).</summary>
+    bool HasMasks => false;
 }
 
 /// <summary>Counts skipped samples by reason (for the run's summary); thread-safe.</summary>
@@ -88,14 +98,18 @@ public sealed class SkipCounter
     }
 }
 
-/// <summary>One cached sample: the VAE posterior and the caption's text features (flexible length).</summary>
-public sealed record CachedSample(string Key, Tensor LatentMean, Tensor LatentStd, Tensor TextFeatures, string Caption) : IDisposable
+/// <summary>
+/// One cached sample: the VAE posterior, the caption's text features (flexible length) and, when the data had one, its
+/// loss mask at latent resolution [1, h, w] (the pixel mask's average over each latent cell).
+/// </summary>
+public sealed record CachedSample(string Key, Tensor LatentMean, Tensor LatentStd, Tensor TextFeatures, string Caption, Tensor? Mask = null) : IDisposable
 {
     public void Dispose()
     {
         LatentMean.Dispose();
         LatentStd.Dispose();
         TextFeatures.Dispose();
+        Mask?.Dispose();
     }
 }
 
@@ -114,5 +128,7 @@ public interface IFeatureCache : IDisposable
     Tensor NullTextFeatures { get; }
     /// <summary>The VAE scaling_factor the latents must be multiplied by after sampling.</summary>
     double ScalingFactor { get; }
+    /// <summary>True when some sample carries a loss mask.</summary>
+    bool HasMasks => false;
     CachedSample Load(int index);
 }
