@@ -41,46 +41,27 @@ public sealed class ForegroundWeightTests : IDisposable
         // its min-SNR weight min(snr, γ)/snr when γ is given
         float[] p = Values(pred), q = Values(target), w = Values(weights);
         var acp = new Ella.Schedulers.NoiseSchedule(new SchedulerConfig()).AlphasCumprod;
-        double total = 0;
         long[] steps = [10, 900];
+        double[] num = new double[2], den = new double[2];
         for (int r = 0; r < 2; r++)
-        {
-            double num = 0, den = 0;
             for (int c = 0; c < 4; c++)
                 for (int i = 0; i < 9; i++)
                 {
                     double e = p[(r * 4 + c) * 9 + i] - q[(r * 4 + c) * 9 + i], wi = w[r * 9 + i];
-                    num += wi * e * e;
-                    den += wi;
+                    num[r] += wi * e * e;
+                    den[r] += wi;
                 }
-            double rowLoss = num / den;
-            if (snrGamma is { } gamma)
+        double expected = snrGamma is not { } gamma ? num.Sum() / den.Sum()
+            : Enumerable.Range(0, 2).Average(r =>
             {
                 double snr = acp[steps[r]] / (1 - acp[steps[r]]);
-                rowLoss *= Math.Min(snr, gamma) / snr;
-            }
-            total += rowLoss;
-        }
-        double expected = snrGamma is null ? WeightedOverAll(p, q, w) : total / 2;
+                return num[r] / den[r] * Math.Min(snr, gamma) / snr;
+            });
         Assert.Equal(expected, loss.item<float>(), 5);
         // weights of one make it the plain loss, and the mask's weights change it
         using var ones = ones_like(weights);
         Assert.Equal(objective.Loss(pred, target, t).item<float>(), objective.Loss(pred, target, t, ones).item<float>(), 6);
         Assert.NotEqual(objective.Loss(pred, target, t).item<float>(), loss.item<float>(), 3);
-    }
-
-    static double WeightedOverAll(float[] p, float[] q, float[] w)
-    {
-        double num = 0, den = 0;
-        for (int r = 0; r < 2; r++)
-            for (int c = 0; c < 4; c++)
-                for (int i = 0; i < 9; i++)
-                {
-                    double e = p[(r * 4 + c) * 9 + i] - q[(r * 4 + c) * 9 + i], wi = w[r * 9 + i];
-                    num += wi * e * e;
-                    den += wi;
-                }
-        return num / den;
     }
 
     /// <summary>A 24×16 image red on its left 9 columns and white elsewhere, and its mask (white where red).</summary>
