@@ -57,23 +57,11 @@ public sealed class TrainingRun
             _o.DType = Hardware.DTypeChoice.Parse(recorded);
             _log.WriteLine($"--dtype auto: resuming in {recorded}, the dtype the run was started with");
         }
-        double recordedW = resume?.State.Distill ?? 0;
-        if (resume is not null && recordedW != _o.Distill)
+        if (resume is { State: var resumedState })
         {
-            if (_o.Distill != 0)
-                throw new EllaException(string.Create(CultureInfo.InvariantCulture,
-                    $"--distill {_o.Distill}: the run in {_o.Resume} trains with --distill {recordedW}; resume it with that value (or without the flag), or start a new run"));
-            _o.Distill = recordedW; // --resume alone continues the run's own objective
-            _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resuming with --distill {recordedW}, the objective the run was started with"));
-        }
-        double recordedF = resume?.State.ForegroundWeight ?? 1;
-        if (resume is not null && recordedF != _o.ForegroundWeight)
-        {
-            if (_o.ForegroundWeight != 1)
-                throw new EllaException(string.Create(CultureInfo.InvariantCulture,
-                    $"--foreground-weight {_o.ForegroundWeight}: the run in {_o.Resume} trains with --foreground-weight {recordedF}; resume it with that value (or without the flag), or start a new run"));
-            _o.ForegroundWeight = recordedF;
-            _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resuming with --foreground-weight {recordedF}, the weighting the run was started with"));
+            // --resume alone continues the run's own objective; another value than the recorded one is refused.
+            _o.Distill = KeepRecorded("--distill", _o.Distill, resumedState.Distill ?? 0, off: 0, "the objective");
+            _o.ForegroundWeight = KeepRecorded("--foreground-weight", _o.ForegroundWeight, resumedState.ForegroundWeight ?? 1, off: 1, "the weighting");
         }
         bool lora = _o.TrainsLora;
         string? init = _o.Init ?? (lora ? resume?.State.Init : null);
@@ -380,6 +368,20 @@ public sealed class TrainingRun
         && File.Exists(Path.Combine(model, "text_encoder", "config.json")) && Directory.Exists(Path.Combine(model, "tokenizer"));
 
     static string DTypeName(ScalarType t) => t == ScalarType.BFloat16 ? "bf16" : t == ScalarType.Float16 ? "fp16" : "fp32";
+
+    /// <summary>
+    /// A loss setting recorded in a resumed run's state: a flag left at its <paramref name="off"/> value takes the recorded
+    /// value (with a log line), another value than the recorded one is refused naming both.
+    /// </summary>
+    double KeepRecorded(string flag, double given, double recorded, double off, string what)
+    {
+        if (given == recorded) return given;
+        if (given != off)
+            throw new EllaException(string.Create(CultureInfo.InvariantCulture,
+                $"{flag} {given}: the run in {_o.Resume} trains with {flag} {recorded}; resume it with that value (or without the flag), or start a new run"));
+        _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resuming with {flag} {recorded}, {what} the run was started with"));
+        return recorded;
+    }
 
     public static string Duration(double seconds)
     {
