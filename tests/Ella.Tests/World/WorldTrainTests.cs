@@ -74,10 +74,26 @@ public sealed class WorldTrainTests : IDisposable
         Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler] training") && l.Contains("in bf16"));
     }
 
+    [Fact]
+    public void Width_sets_the_base_clip_the_unets_cross_attention_and_the_connector_together()
+    {
+        string model = Path.Combine(_dir, "model");
+        var r = CliRunner.Run("world", "train", "--size", "tiny", "--width", "64", "--vae-steps", "1", "--base-steps", "1", "--connector-steps", "1",
+            "--connector-samples", "4", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work"), "--out", model);
+        Assert.True(r.ExitCode == 0, r.Error);
+        using (var clip = SafetensorsFile.Open(Path.Combine(model, "text_encoder", "model.safetensors")))
+            Assert.Equal(new long[] { 49408, 64 }, clip.GetInfo("text_model.embeddings.token_embedding.weight").Shape);
+        var unet = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "unet", "config.json"))).RootElement;
+        Assert.Equal(64, unet.GetProperty("cross_attention_dim").GetInt32());
+        var connector = Connectors.FromPretrained(Path.Combine(model, "ella", "connector.safetensors")).Config;
+        Assert.Equal(64, connector.ConditionWidth);
+    }
+
     [Theory]
     [InlineData("--vae-steps", "3")]
     [InlineData("--token-embedding-std", "1.0")]
     [InlineData("--dtype", "bf16")]
+    [InlineData("--width", "64")]
     public void Stage_1_and_2_flags_with_base_exit_2_naming_them(string flag, string value)
     {
         var r = CliRunner.Run("world", "train", "--base", "models/shapes-world", "--work", Path.Combine(_dir, "work"), "--out", Path.Combine(_dir, "model"), flag, value);
@@ -185,6 +201,8 @@ public sealed class WorldTrainTests : IDisposable
     [Theory]
     [InlineData("--dtype", "fp16")]
     [InlineData("--unet-layers", "0")]
+    [InlineData("--width", "48")]
+    [InlineData("--width", "0")]
     [InlineData("--connectors", "gru")]
     [InlineData("--vae-steps", "0")]
     [InlineData("--vae-channels", "16,32")]

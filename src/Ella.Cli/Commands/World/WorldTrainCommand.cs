@@ -33,6 +33,7 @@ public static class WorldTrainCommand
         var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
         var baseFrom = new Option<string?>("--base") { Description = "Skip stages 1–2 and train only the connectors (--connectors) against this trained shapes-world folder (vae/, text_encoder/, tokenizer/, unet/, scheduler/), e.g. models/shapes-world; a different --out gets a copy of those first" };
         var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 1)" };
+        var width = new Option<int?>("--width") { Description = "Width of the base CLIP, the UNet's cross_attention_dim and the connectors (default 96; a multiple of 32: CLIP has width / 32 heads). Its token embedding is 49,408 × width, most of the text encoder's size" };
         var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the shipped recipe: 0.02; 1.0 makes the base read its words, see README)", DefaultValueFactory = _ => 0.02 };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
         var dtype = new Option<string>("--dtype")
@@ -48,7 +49,7 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -81,7 +82,7 @@ public static class WorldTrainCommand
                 {
                     ("--vae", p.GetValue(vaeFrom) != null), ("--vae-steps", p.GetValue(vaeSteps) != null), ("--base-steps", p.GetValue(baseSteps) != null),
                     ("--vae-channels", p.GetValue(vaeChannels) != null), ("--unet-channels", p.GetValue(unetChannels) != null),
-                    ("--unet-layers", p.GetValue(unetLayers) != null), ("--token-embedding-std", p.GetResult(tokenStd) is { Implicit: false }),
+                    ("--unet-layers", p.GetValue(unetLayers) != null), ("--width", p.GetValue(width) != null), ("--token-embedding-std", p.GetResult(tokenStd) is { Implicit: false }),
                     ("--prediction", p.GetResult(prediction) is { Implicit: false }), ("--dtype", p.GetResult(dtype) is { Implicit: false }),
                 };
                 if (stageFlags.Where(f => f.Given).Select(f => f.Flag).ToList() is { Count: > 0 } given)
@@ -91,7 +92,7 @@ public static class WorldTrainCommand
             var options = new WorldTrainOptions
             {
                 WorkDir = p.GetValue(work)!, ModelDir = p.GetValue(output)!, ClipTokenizer = tok, Seed = p.GetValue(seed),
-                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : WorldModelSizes.Default, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers)),
+                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : WorldModelSizes.Default, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers), p.GetValue(width)),
                 BaseComputeDtype = computeDtype.DType,
                 TokenEmbeddingStd = p.GetValue(tokenStd) is var std && double.IsFinite(std) && std > 0 ? std : throw new EllaException($"--token-embedding-std {p.GetValue(tokenStd)}: must be a positive number"),
                 Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
@@ -140,8 +141,13 @@ public static class WorldTrainCommand
         return Path.GetFullPath(path);
     }
 
-    static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet, int? unetLayers)
+    static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet, int? unetLayers, int? width)
     {
+        if (width is { } w)
+        {
+            if (w < 32 || w % 32 != 0) throw new EllaException($"--width {w}: must be a positive multiple of 32 (CLIP's heads are 32 wide)");
+            s = s with { Width = w };
+        }
         if (unetLayers is { } l)
         {
             if (l is < 1 or > 4) throw new EllaException($"--unet-layers {l}: choose 1 to 4");
