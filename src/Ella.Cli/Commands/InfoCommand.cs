@@ -61,6 +61,8 @@ public static class InfoCommand
                 ["linear_kernel"] = LinearKernel.Name(LinearKernel.Current),
                 ["malloc"] = Native.MallocTuning.State,
                 ["mkl_dispatch"] = Native.MklCpuDispatch.State,
+                ["isa_cap"] = cpu.IsaCap,
+                ["isa_cap_state"] = CpuIsaCap.State,
                 ["finalizer_grace"] = Native.FinalizerGrace.Status,
                 ["malloc_reuse_faults"] = Native.MallocTuning.ReuseFaults(),
                 ["cuda_available"] = cuda,
@@ -88,6 +90,7 @@ public static class InfoCommand
         o.WriteLine($"fp32 inference linears: {LinearKernel.Name(LinearKernel.Current)} " +
                     $"({(LinearKernel.Current == LinearKernelKind.OneDnnConv ? "oneDNN 1×1 convolutions: MKL's sgemm runs its AVX2 path on AMD CPUs with AVX-512" : "libtorch's MKL sgemm")}; ELLA_LINEAR_KERNEL=blas|onednn overrides)");
         o.WriteLine($"MKL dispatch: {Native.MklCpuDispatch.State}");
+        o.WriteLine($"instruction set: {CpuIsaCap.State}{(cpu.IsaCap == null ? $" ({CpuIsaCap.Variable}=avx2|avx512 runs as an older CPU would)" : "")}");
         o.WriteLine($"finalizer grace: {Native.FinalizerGrace.Status}");
         o.WriteLine($"malloc: {Native.MallocTuning.State}; a freed 64 MB tensor came back with {Native.MallocTuning.ReuseFaults()?.ToString() ?? "?"} page faults");
         o.WriteLine($"CUDA: {(cuda ? $"available ({torch.cuda.device_count()} device(s))" : "not available")}");

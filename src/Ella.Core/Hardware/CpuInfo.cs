@@ -12,6 +12,12 @@ public sealed record CpuInfo(string Vendor, string ModelName, IReadOnlySet<strin
 
     public bool Has(string flag) => Flags.Contains(flag);
 
+    /// <summary>The instruction-set cap these flags were cut to (<see cref="CpuIsaCap"/>), or null.</summary>
+    public string? IsaCap { get; init; }
+
+    /// <summary>This CPU as <see cref="CpuIsaCap"/>'s <paramref name="cap"/> makes it look (null: unchanged).</summary>
+    public CpuInfo CappedAt(string? cap) => cap == null ? this : this with { Flags = CpuIsaCap.Mask(Flags, cap), IsaCap = cap };
+
     /// <summary>Native bf16 arithmetic (AVX-512 BF16 dot products or AMX tiles): bf16 matmul and convolution run fast.</summary>
     public bool HasNativeBf16 => Has("avx512_bf16") || Has("amx_bf16");
 
@@ -27,7 +33,8 @@ public sealed record CpuInfo(string Vendor, string ModelName, IReadOnlySet<strin
     /// <summary>One line: model name, vendor, cores and the key flags.</summary>
     public string Describe() =>
         $"{ModelName} ({Vendor}), {PhysicalCores} physical core{(PhysicalCores == 1 ? "" : "s")}, {LogicalCpus} logical; " +
-        $"flags: {(PresentKeyFlags.Count == 0 ? "none of " + string.Join(", ", KeyFlags) : string.Join(" ", PresentKeyFlags))}";
+        $"flags: {(PresentKeyFlags.Count == 0 ? "none of " + string.Join(", ", KeyFlags) : string.Join(" ", PresentKeyFlags))}" +
+        (IsaCap is { } cap ? $" (capped at {cap} by {CpuIsaCap.Variable})" : "");
 
     static readonly Lazy<CpuInfo> CurrentLazy = new(ReadCurrent);
 
@@ -39,7 +46,7 @@ public sealed record CpuInfo(string Vendor, string ModelName, IReadOnlySet<strin
         string text = "";
         try { if (File.Exists("/proc/cpuinfo")) text = File.ReadAllText("/proc/cpuinfo"); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-        return Parse(text, "/sys/devices/system/cpu");
+        return Parse(text, "/sys/devices/system/cpu").CappedAt(CpuIsaCap.Current);
     }
 
     /// <summary>

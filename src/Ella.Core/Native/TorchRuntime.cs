@@ -7,7 +7,7 @@ namespace Ella.Native;
 /// point (CLI, pipelines, tests) calls it. It makes sure libLibTorchSharp.so loads on older libstdc++ (the build already
 /// patches its output copy; this is the safety net for hosts that copied the library some other way), lets libtorch
 /// free what .NET's finalizer releases only after a grace period (<see cref="FinalizerGrace"/>), keeps freed
-/// memory for reuse (<see cref="MallocTuning"/>), sets threads, turns NNPACK off (<see cref="NnpackSwitch"/>), and lets
+/// memory for reuse (<see cref="MallocTuning"/>), applies <c>ELLA_CPU_ISA</c> (<see cref="Hardware.CpuIsaCap"/>), sets threads, turns NNPACK off (<see cref="NnpackSwitch"/>), and lets
 /// MKL use AVX-512 on AMD CPUs (<see cref="MklCpuDispatch"/>).
 /// </summary>
 public static class TorchRuntime
@@ -38,6 +38,7 @@ public static class TorchRuntime
         {
             if (!_initialized)
             {
+                Hardware.CpuIsaCap.Apply(); // before libtorch's first operator: its libraries read their switches once
                 EnsureNativeLibraryLoads();
                 FinalizerGrace.Install();
                 MallocTuning.Apply();
