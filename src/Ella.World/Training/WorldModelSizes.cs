@@ -47,10 +47,12 @@ public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int 
     /// SNR, almost nothing at the high-noise steps where the layout, and so the caption, is decided; v weights it by
     /// SNR + 1 ≥ 1. Measured on a 3000-step epsilon base: its loss with the right caption and with another row's caption
     /// differed by under 0.1% at every noise level, so that base had learnt to ignore its text.
+    /// <paramref name="betaSchedule"/> squaredcos_cap_v2 is improved DDPM's cosine schedule: the linear one leaves the
+    /// latents at an SNR under 0.1 from t ≈ 500 on, the cosine one only from t ≈ 800.
     /// </summary>
-    public static SchedulerConfig Scheduler(string prediction = "v_prediction") => new()
+    public static SchedulerConfig Scheduler(string prediction = "v_prediction", string betaSchedule = "linear") => new()
     {
         ClassName = "DPMSolverMultistepScheduler", NumTrainTimesteps = 1000, BetaStart = 0.0001, BetaEnd = 0.02,
-        BetaSchedule = "linear", PredictionType = prediction, TimestepSpacing = "leading", StepsOffset = 1, SetAlphaToOne = false, ClipSample = false,
+        BetaSchedule = betaSchedule, PredictionType = prediction, TimestepSpacing = "leading", StepsOffset = 1, SetAlphaToOne = false, ClipSample = false,
     };
 }

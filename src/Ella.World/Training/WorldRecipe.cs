@@ -37,6 +37,11 @@ public sealed class WorldTrainOptions
     public double CaptionDropout { get; init; } = 0.1;
     /// <summary>What the UNet predicts (the scheduler config's prediction_type): v_prediction (the recipe) or epsilon.</summary>
     public string Prediction { get; init; } = "v_prediction";
+    /// <summary>
+    /// The noise schedule (the scheduler config's beta_schedule): linear (DDPM's β 1e-4 … 0.02, the recipe) or
+    /// squaredcos_cap_v2 (the cosine schedule of improved DDPM).
+    /// </summary>
+    public string BetaSchedule { get; init; } = "linear";
     /// <summary>Which connectors stage 3 trains: tsc (shipped as ella/), mlp, resampler, tsc-arctic-xs (ablations/).</summary>
     public IReadOnlyList<string> Connectors { get; init; } = ["tsc"];
     /// <summary>
@@ -120,7 +125,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         using var unet = new UNet2DConditionModel(o.Sizes.UNet());
         using var unetCompute = o.BaseComputeDtype == ScalarType.Float32 ? null
             : new LowPrecisionCopy(unet, new UNet2DConditionModel(o.Sizes.UNet()), o.BaseComputeDtype);
-        var scheduler = WorldModelSizes.Scheduler(o.Prediction);
+        var scheduler = WorldModelSizes.Scheduler(o.Prediction, o.BetaSchedule);
         var objective = DiffusionObjective.FromConfig(scheduler, null);
         var baseStage = new BaseStage(scaledVae, clip, tokenizer, (UNet2DConditionModel?)unetCompute?.Copy ?? unet, objective,
             new WorldBatches(o.Base.Batch, o.Seed, offset: 1_000_000_000), o.CaptionDropout);

@@ -31,6 +31,7 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Equal(CpuInfo.Current.ModelName, machine.GetProperty("cpu").GetString());
         Assert.Equal(CpuInfo.Current.Vendor, machine.GetProperty("vendor").GetString());
         Assert.Equal(CpuInfo.Current.PresentKeyFlags, machine.GetProperty("flags").EnumerateArray().Select(f => f.GetString()!).ToList());
+        Assert.Equal(CpuInfo.Current.IsaCap, machine.GetProperty("isa_cap").GetString());
         Assert.True(machine.GetProperty("threads").GetInt32() >= 1);
         foreach (var peak in new[] { "matmul_gflops", "conv_gflops" })
             foreach (var dtype in new[] { "fp32", "bf16" })

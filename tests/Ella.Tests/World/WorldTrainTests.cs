@@ -75,10 +75,10 @@ public sealed class WorldTrainTests : IDisposable
     }
 
     [Fact]
-    public void Width_sets_the_base_clip_the_unets_cross_attention_and_the_connector_together()
+    public void Width_sets_the_base_clip_the_unets_cross_attention_and_the_connector_together_and_the_beta_schedule_reaches_the_scheduler()
     {
         string model = Path.Combine(_dir, "model");
-        var r = CliRunner.Run("world", "train", "--size", "tiny", "--width", "64", "--vae-steps", "1", "--base-steps", "1", "--connector-steps", "1",
+        var r = CliRunner.Run("world", "train", "--size", "tiny", "--width", "64", "--beta-schedule", "squaredcos_cap_v2", "--vae-steps", "1", "--base-steps", "1", "--connector-steps", "1",
             "--connector-samples", "4", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work"), "--out", model);
         Assert.True(r.ExitCode == 0, r.Error);
         using (var clip = SafetensorsFile.Open(Path.Combine(model, "text_encoder", "model.safetensors")))
@@ -87,6 +87,8 @@ public sealed class WorldTrainTests : IDisposable
         Assert.Equal(64, unet.GetProperty("cross_attention_dim").GetInt32());
         var connector = Connectors.FromPretrained(Path.Combine(model, "ella", "connector.safetensors")).Config;
         Assert.Equal(64, connector.ConditionWidth);
+        var scheduler = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "scheduler", "scheduler_config.json"))).RootElement;
+        Assert.Equal("squaredcos_cap_v2", scheduler.GetProperty("beta_schedule").GetString());
     }
 
     [Theory]
@@ -94,6 +96,7 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--token-embedding-std", "1.0")]
     [InlineData("--dtype", "bf16")]
     [InlineData("--width", "64")]
+    [InlineData("--beta-schedule", "squaredcos_cap_v2")]
     public void Stage_1_and_2_flags_with_base_exit_2_naming_them(string flag, string value)
     {
         var r = CliRunner.Run("world", "train", "--base", "models/shapes-world", "--work", Path.Combine(_dir, "work"), "--out", Path.Combine(_dir, "model"), flag, value);
@@ -203,6 +206,7 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--unet-layers", "0")]
     [InlineData("--width", "48")]
     [InlineData("--width", "0")]
+    [InlineData("--beta-schedule", "scaled_linear")]
     [InlineData("--connectors", "gru")]
     [InlineData("--vae-steps", "0")]
     [InlineData("--vae-channels", "16,32")]

@@ -103,6 +103,7 @@ public sealed class MachineProfile
         ["cpu"] = Cpu.ModelName,
         ["vendor"] = Cpu.Vendor,
         ["flags"] = Cpu.PresentKeyFlags,
+        ["isa_cap"] = Cpu.IsaCap,
         ["physical_cores"] = Cpu.PhysicalCores,
         ["logical_cpus"] = Cpu.LogicalCpus,
         ["threads"] = Threads,

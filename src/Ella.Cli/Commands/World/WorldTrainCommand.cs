@@ -30,6 +30,7 @@ public static class WorldTrainCommand
         var vaeChannels = new Option<string?>("--vae-channels") { Description = "VAE block_out_channels, e.g. 16,32,64 (3 blocks: 4× down-sampling)" };
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
         var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
+        var betaSchedule = new Option<string>("--beta-schedule") { Description = "The base's noise schedule: linear (DDPM's, the recipe) | squaredcos_cap_v2 (improved DDPM's cosine: more of training and sampling at informative noise levels)", DefaultValueFactory = _ => "linear" };
         var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
         var baseFrom = new Option<string?>("--base") { Description = "Skip stages 1–2 and train only the connectors (--connectors) against this trained shapes-world folder (vae/, text_encoder/, tokenizer/, unet/, scheduler/), e.g. models/shapes-world; a different --out gets a copy of those first" };
         var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 1)" };
@@ -49,13 +50,14 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, tokenStd, prediction, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, tokenStd, prediction, betaSchedule, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
             if (p.GetValue(threads) is { } n) { if (n < 1) throw new EllaException($"--threads {n}: must be at least 1"); Native.TorchRuntime.Initialize(n); }
             if (p.GetValue(size) is not ("default" or "tiny")) throw new EllaException($"--size {p.GetValue(size)}: choose default or tiny");
             if (p.GetValue(prediction) is not ("v_prediction" or "epsilon")) throw new EllaException($"--prediction {p.GetValue(prediction)}: choose v_prediction or epsilon");
+            if (p.GetValue(betaSchedule) is not ("linear" or "squaredcos_cap_v2")) throw new EllaException($"--beta-schedule {p.GetValue(betaSchedule)}: choose linear or squaredcos_cap_v2");
             if (p.GetValue(dtype) is not ("auto" or "fp32" or "bf16")) throw new EllaException($"--dtype {p.GetValue(dtype)}: choose auto, fp32 or bf16");
             var computeDtype = DTypeChoice.Resolve(p.GetValue(dtype)!);
             if (computeDtype.Warning is { } warning) ctx.Error.WriteLine($"warning: {warning}");
@@ -83,7 +85,7 @@ public static class WorldTrainCommand
                     ("--vae", p.GetValue(vaeFrom) != null), ("--vae-steps", p.GetValue(vaeSteps) != null), ("--base-steps", p.GetValue(baseSteps) != null),
                     ("--vae-channels", p.GetValue(vaeChannels) != null), ("--unet-channels", p.GetValue(unetChannels) != null),
                     ("--unet-layers", p.GetValue(unetLayers) != null), ("--width", p.GetValue(width) != null), ("--token-embedding-std", p.GetResult(tokenStd) is { Implicit: false }),
-                    ("--prediction", p.GetResult(prediction) is { Implicit: false }), ("--dtype", p.GetResult(dtype) is { Implicit: false }),
+                    ("--prediction", p.GetResult(prediction) is { Implicit: false }), ("--beta-schedule", p.GetResult(betaSchedule) is { Implicit: false }), ("--dtype", p.GetResult(dtype) is { Implicit: false }),
                 };
                 if (stageFlags.Where(f => f.Given).Select(f => f.Flag).ToList() is { Count: > 0 } given)
                     throw new EllaException($"--base {p.GetValue(baseFrom)}: {string.Join(", ", given)} only change stages 1–2, which --base skips");
@@ -103,7 +105,7 @@ public static class WorldTrainCommand
                 ConnectorForegroundWeight = p.GetValue(connectorForeground) is not { } fw ? 1
                     : double.IsFinite(fw) && fw > 0 ? fw : throw new EllaException($"--connector-foreground-weight {fw}: must be a positive number (1: off)"),
                 ConnectorComputeDtype = connectorCompute.DType,
-                Connectors = names, Prediction = p.GetValue(prediction)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
+                Connectors = names, Prediction = p.GetValue(prediction)!, BetaSchedule = p.GetValue(betaSchedule)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
                 BaseFrom = BaseFolder(p.GetValue(baseFrom)),
                 Command = "ella " + string.Join(' ', p.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)),
             };
