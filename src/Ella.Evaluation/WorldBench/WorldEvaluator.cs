@@ -76,14 +76,29 @@ public sealed class WorldEvaluator
         var items = _o.Sets.ToDictionary(s => s, Items);
         foreach (var set in _o.Sets) WorldFiles.WriteBench(SetDir(set), set, Resolution);
         Generate(items, cancellation);
-        var scores = await ScoreAsync(items, cancellation).ConfigureAwait(false);
+        var rows = RowsToReport(items);
+        var scores = await ScoreAsync(items, rows, cancellation).ConfigureAwait(false);
         var results = new WorldEvalResults
         {
             Settings = settings, Scoring = _o.Scoring, Limit = _o.Limit, Sets = _o.Sets.Select(SetName).ToList(),
-            Rows = _o.Rows.Select(r => r.Name).ToList(), Scores = scores, SkippedRows = _o.SkippedRows,
+            Rows = rows, Scores = scores, SkippedRows = _o.SkippedRows,
         };
         WriteReport(results);
         return results;
+    }
+
+    /// <summary>
+    /// The rows this run asked for, plus every other row an earlier run left complete in this folder (all images of every
+    /// set present; the settings were checked to be the same), in table order: so <c>--rows base</c>, then
+    /// <c>--rows ella</c> into the same <c>--out</c>, report both.
+    /// </summary>
+    List<string> RowsToReport(Dictionary<WorldSplit, IReadOnlyList<WorldItem>> items)
+    {
+        var asked = _o.Rows.Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
+        var earlier = WorldEvalRows.Names.Where(name => !asked.Contains(name) && !_o.SkippedRows.ContainsKey(name)
+            && _o.Sets.All(set => items[set].All(item => File.Exists(ImagePath(set, name, item))))).ToList();
+        foreach (var name in earlier) _log($"{name}: reported from an earlier run into this folder (its images are all there)");
+        return WorldEvalRows.Names.Where(n => asked.Contains(n) || earlier.Contains(n)).ToList();
     }
 
     /// <summary>Writes <c>results.json</c>, <c>table.md</c> and (when the eval set has base and ella) <c>grid.png</c>.</summary>
@@ -91,7 +106,7 @@ public sealed class WorldEvaluator
     {
         IO.AtomicFile.WriteAllText(Path.Combine(_o.OutDir, WorldEvalResults.JsonFile), results.ToJson());
         IO.AtomicFile.WriteAllText(Path.Combine(_o.OutDir, WorldEvalResults.TableFile), results.ToMarkdown());
-        WriteGrid();
+        WriteGrid(results.Rows);
     }
 
     void Generate(Dictionary<WorldSplit, IReadOnlyList<WorldItem>> items, CancellationToken cancellation)
@@ -176,7 +191,7 @@ public sealed class WorldEvaluator
         return padded;
     }
 
-    async Task<List<WorldEvalScore>> ScoreAsync(Dictionary<WorldSplit, IReadOnlyList<WorldItem>> items, CancellationToken cancellation)
+    async Task<List<WorldEvalScore>> ScoreAsync(Dictionary<WorldSplit, IReadOnlyList<WorldItem>> items, IReadOnlyList<string> rowNames, CancellationToken cancellation)
     {
         var scores = new List<WorldEvalScore>();
         foreach (var set in _o.Sets)
@@ -185,22 +200,22 @@ public sealed class WorldEvaluator
             var rows = DpgBenchCsv.Load(csv);
             await using var judge = new ShapesJudge(rows, csv);
             var ids = items[set].Select(i => i.Id).ToHashSet(StringComparer.Ordinal);
-            foreach (var row in _o.Rows)
+            foreach (var row in rowNames)
             {
-                string dir = RowDir(set, row.Name);
+                string dir = RowDir(set, row);
                 var options = new DpgScoreOptions { ImagesDir = dir, Resolution = Resolution, PicNum = _o.Images, Scoring = _o.Scoring, Items = ids };
                 var result = await DpgScorer.ScoreAsync(rows, options, judge, null, cancellation).ConfigureAwait(false);
                 DpgResultFiles.Write(dir, result);
-                scores.Add(new WorldEvalScore(SetName(set), row.Name, ids.Count, result));
+                scores.Add(new WorldEvalScore(SetName(set), row, ids.Count, result));
             }
         }
         return scores;
     }
 
-    void WriteGrid()
+    void WriteGrid(IReadOnlyList<string> rows)
     {
         string path = Path.Combine(_o.OutDir, WorldEvalGrid.FileName);
-        bool hasRows = _o.Rows.Any(r => r.Name == WorldEvalRows.Base) && _o.Rows.Any(r => r.Name == WorldEvalRows.Ella);
+        bool hasRows = rows.Contains(WorldEvalRows.Base) && rows.Contains(WorldEvalRows.Ella);
         if (!_o.Sets.Contains(WorldSplit.Eval) || !hasRows)
         {
             _log($"note: no {WorldEvalGrid.FileName}: it shows the eval set's base and ella rows, and this run has not both");

@@ -141,6 +141,34 @@ public sealed class WorldEvalTests : IDisposable
     }
 
     [Fact]
+    public void A_run_also_reports_the_rows_an_earlier_run_left_complete_in_its_folder()
+    {
+        string world = World(), outDir = Path.Combine(_dir, "out");
+        var first = CliRunner.Run(Eval(world, outDir, "--rows", "base", "--sets", "eval"));
+        Assert.True(first.ExitCode == 0, first.Error);
+        Assert.False(File.Exists(Path.Combine(outDir, "grid.png")));
+
+        var second = CliRunner.Run(Eval(world, outDir, "--rows", "ella", "--sets", "eval"));
+        TinyModels.OneThread();
+        Assert.True(second.ExitCode == 0, second.Error);
+        Assert.Contains("base: reported from an earlier run", second.Error);
+        Assert.DoesNotContain("eval/base:", second.Error);
+        using (var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json"))))
+            Assert.Equal(["base", "ella"], results.RootElement.GetProperty("sets").GetProperty("eval").GetProperty("rows").EnumerateObject().Select(p => p.Name).Order());
+        var table = File.ReadAllText(Path.Combine(outDir, "table.md")).Split('\n');
+        Assert.Equal(["base", "ella"], table.Skip(2).TakeWhile(l => l.StartsWith('|')).Select(l => l.Split('|')[1].Trim()));
+        Assert.True(File.Exists(Path.Combine(outDir, "grid.png")), "grid.png: base and ella are both in the folder now");
+
+        // A row with an image missing is not complete: it is neither reported nor generated unless asked for.
+        File.Delete(Path.Combine(outDir, "eval", "base", WorldSplits.Item(WorldSplit.Eval, 1).Id + ".png"));
+        var third = CliRunner.Run(Eval(world, outDir, "--rows", "ella", "--sets", "eval"));
+        Assert.True(third.ExitCode == 0, third.Error);
+        using (var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json"))))
+            Assert.Equal(["ella"], results.RootElement.GetProperty("sets").GetProperty("eval").GetProperty("rows").EnumerateObject().Select(p => p.Name));
+        Assert.False(File.Exists(Path.Combine(outDir, "eval", "base", WorldSplits.Item(WorldSplit.Eval, 1).Id + ".png")));
+    }
+
+    [Fact]
     public void A_row_named_explicitly_must_have_its_file()
     {
         string world = World();
