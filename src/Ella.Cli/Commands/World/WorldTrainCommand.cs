@@ -19,34 +19,34 @@ public static class WorldTrainCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
         var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 4000, batch 8)" };
-        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 5000, batch 16; the shipped weights are the exponential moving average, decay 0.999)" };
-        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1200, batch 16)" };
+        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 2000, batch 64; the shipped weights are the exponential moving average, decay 0.999)" };
+        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1000, batch 64)" };
         var connectorLr = new Option<double?>("--connector-lr") { Description = "Stage 3 peak learning rate per connector (default 3e-4; cosine after a short warm-up)" };
-        var connectorDistill = new Option<double?>("--connector-distill") { Description = "Stage 3: weight W of distillation from the base's own text pathway (loss = objective + W · MSE to the UNet's prediction from the base CLIP on the same dense caption; default 0 = off)" };
+        var connectorDistill = new Option<double?>("--connector-distill") { Description = "Stage 3: weight W of distillation from the base's own text pathway (loss = objective + W · MSE to the UNet's prediction from the base CLIP on the same dense caption; default 1, 0 = off)" };
         var connectorForeground = new Option<double?>("--connector-foreground-weight") { Description = "Stage 3: weight W of object pixels in the connector's loss (ella train --foreground-weight; the connector data is then written with masks; default 1 = off)" };
-        var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage" };
-        var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 6000)" };
+        var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage (defaults: VAE 8, base 64, connectors 64)" };
+        var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 20000)" };
         var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };
         var vaeChannels = new Option<string?>("--vae-channels") { Description = "VAE block_out_channels, e.g. 16,32,64 (3 blocks: 4× down-sampling)" };
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
         var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
-        var betaSchedule = new Option<string>("--beta-schedule") { Description = "The base's noise schedule: linear (DDPM's, the recipe) | squaredcos_cap_v2 (improved DDPM's cosine: more of training and sampling at informative noise levels)", DefaultValueFactory = _ => "linear" };
+        var betaSchedule = new Option<string>("--beta-schedule") { Description = "The base's noise schedule: squaredcos_cap_v2 (improved DDPM's cosine, the recipe: more of training and sampling at informative noise levels) | linear (DDPM's)", DefaultValueFactory = _ => "squaredcos_cap_v2" };
         var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
         var baseFrom = new Option<string?>("--base") { Description = "Skip stages 1–2 and train only the connectors (--connectors) against this trained shapes-world folder (vae/, text_encoder/, tokenizer/, unet/, scheduler/), e.g. models/shapes-world; a different --out gets a copy of those first" };
-        var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 1)" };
-        var width = new Option<int?>("--width") { Description = "Width of the base CLIP, the UNet's cross_attention_dim and the connectors (default 96; a multiple of 32: CLIP has width / 32 heads). Its token embedding is 49,408 × width, most of the text encoder's size" };
-        var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the shipped recipe: 0.02; 1.0 makes the base read its words, see README)", DefaultValueFactory = _ => 0.02 };
+        var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 2)" };
+        var width = new Option<int?>("--width") { Description = "Width of the base CLIP, the UNet's cross_attention_dim and the connectors (default 64; a multiple of 32: CLIP has width / 32 heads). Its token embedding is 49,408 × width, most of the text encoder's size" };
+        var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the recipe: 1.0, which makes the base read its words; 0.02 as transformers, see README)", DefaultValueFactory = _ => 1.0 };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
         var dtype = new Option<string>("--dtype")
         {
-            Description = "What the base stage's UNet computes in: fp32 (the shipped recipe) | bf16 | auto (bf16 on a CPU with native bf16, else fp32). " +
-                          "bf16 is mixed precision: float32 master weights and optimizer state; it changes the trained weights, so it is not the default",
-            DefaultValueFactory = _ => "fp32",
+            Description = "What the base stage's UNet computes in: auto (bf16 on a CPU with native bf16, as the shipped weights; else fp32, slower and other weights) | fp32 | bf16. " +
+                          "bf16 is mixed precision: float32 master weights and optimizer state",
+            DefaultValueFactory = _ => "auto",
         };
         var connectorDtype = new Option<string>("--connector-dtype")
         {
-            Description = "What stage 3's frozen models compute in: fp32 (the shipped recipe) | bf16 | auto (bf16 on a CPU with native bf16, else fp32); the connector keeps float32 weights and AdamW state",
-            DefaultValueFactory = _ => "fp32",
+            Description = "What stage 3's frozen models compute in: auto (bf16 on a CPU with native bf16, as the shipped connectors; else fp32) | fp32 | bf16; the connector keeps float32 weights and AdamW state",
+            DefaultValueFactory = _ => "auto",
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
@@ -101,7 +101,7 @@ public static class WorldTrainCommand
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps") with { Lr = ConnectorLr(p.GetValue(connectorLr)) ?? defaults.Connector.Lr },
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
-                ConnectorDistill = ConnectorDistill(p.GetValue(connectorDistill)),
+                ConnectorDistill = ConnectorDistill(p.GetValue(connectorDistill)) ?? defaults.ConnectorDistill,
                 ConnectorForegroundWeight = p.GetValue(connectorForeground) is not { } fw ? 1
                     : double.IsFinite(fw) && fw > 0 ? fw : throw new EllaException($"--connector-foreground-weight {fw}: must be a positive number (1: off)"),
                 ConnectorComputeDtype = connectorCompute.DType,
@@ -117,8 +117,8 @@ public static class WorldTrainCommand
         return command;
     }
 
-    static double ConnectorDistill(double? w) =>
-        w is not { } v ? 0 : double.IsFinite(v) && v >= 0 ? v : throw new EllaException($"--connector-distill {v}: must be a number ≥ 0");
+    static double? ConnectorDistill(double? w) =>
+        w is not { } v ? null : double.IsFinite(v) && v >= 0 ? v : throw new EllaException($"--connector-distill {v}: must be a number ≥ 0");
 
     static double? ConnectorLr(double? lr) =>
         lr is not { } v ? null : double.IsFinite(v) && v > 0 && v <= 1 ? v : throw new EllaException($"--connector-lr {v}: must be a number in (0, 1]");
