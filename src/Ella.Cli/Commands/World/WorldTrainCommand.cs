@@ -13,29 +13,32 @@ public static class WorldTrainCommand
 {
     public static Command Create(CliContext ctx)
     {
+        // The recipe's defaults, named once: the help texts below and the options built from the flags read them.
+        var defaults = new WorldTrainOptions { WorkDir = "", ModelDir = "", ClipTokenizer = "" };
+        var sizes = WorldModelSizes.Default;
         var output = new Option<string>("--out") { Description = "The diffusers folder to write (the shipped one is models/shapes-world)", DefaultValueFactory = _ => Path.Combine("models", "shapes-world") };
         var work = new Option<string>("--work") { Description = "Checkpoints, logs, loss plots and feature caches; rerun with the same --work to resume", DefaultValueFactory = _ => "world-train" };
         var clipTokenizer = new Option<string?>("--clip-tokenizer") { Description = "CLIP vocabulary folder (vocab.json + merges.txt); default: tests/data/clip of this repository" };
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
-        var vaeSteps = new Option<int?>("--vae-steps") { Description = "Stage 1 steps (default 4000, batch 8)" };
-        var baseSteps = new Option<int?>("--base-steps") { Description = "Stage 2 steps (default 2000, batch 64; the shipped weights are the exponential moving average, decay 0.999)" };
-        var connectorSteps = new Option<int?>("--connector-steps") { Description = "Stage 3 steps per connector (default 1000, batch 64)" };
+        var vaeSteps = new Option<int?>("--vae-steps") { Description = $"Stage 1 steps (default {defaults.Vae.MaxSteps}, batch {defaults.Vae.Batch})" };
+        var baseSteps = new Option<int?>("--base-steps") { Description = $"Stage 2 steps (default {defaults.Base.MaxSteps}, batch {defaults.Base.Batch}; the shipped weights are the exponential moving average, decay 0.999)" };
+        var connectorSteps = new Option<int?>("--connector-steps") { Description = $"Stage 3 steps per connector (default {defaults.Connector.MaxSteps}, batch {defaults.Connector.Batch})" };
         var connectorLr = new Option<double?>("--connector-lr") { Description = "Stage 3 peak learning rate per connector (default 3e-4; cosine after a short warm-up)" };
-        var connectorDistill = new Option<double?>("--connector-distill") { Description = "Stage 3: weight W of distillation from the base's own text pathway (loss = objective + W · MSE to the UNet's prediction from the base CLIP on the same dense caption; default 1, 0 = off)" };
+        var connectorDistill = new Option<double?>("--connector-distill") { Description = $"Stage 3: weight W of distillation from the base's own text pathway (loss = objective + W · MSE to the UNet's prediction from the base CLIP on the same dense caption; default {defaults.ConnectorDistill}, 0 = off)" };
         var connectorForeground = new Option<double?>("--connector-foreground-weight") { Description = "Stage 3: weight W of object pixels in the connector's loss (ella train --foreground-weight; the connector data is then written with masks; default 1 = off)" };
-        var batch = new Option<int?>("--batch") { Description = "Override the batch size of every stage (defaults: VAE 8, base 64, connectors 64)" };
-        var samples = new Option<int?>("--connector-samples") { Description = "Scenes with dense captions for stage 3 (default 20000)" };
+        var batch = new Option<int?>("--batch") { Description = $"Override the batch size of every stage (defaults: VAE {defaults.Vae.Batch}, base {defaults.Base.Batch}, connectors {defaults.Connector.Batch})" };
+        var samples = new Option<int?>("--connector-samples") { Description = $"Scenes with dense captions for stage 3 (default {defaults.ConnectorSamples})" };
         var connectors = new Option<string>("--connectors") { Description = "Stage 3 connectors, comma-separated: tsc (ships as ella/), mlp, resampler, tsc-arctic-xs (ablations/)", DefaultValueFactory = _ => "tsc" };
         var vaeChannels = new Option<string?>("--vae-channels") { Description = "VAE block_out_channels, e.g. 16,32,64 (3 blocks: 4× down-sampling)" };
         var unetChannels = new Option<string?>("--unet-channels") { Description = "UNet block_out_channels, e.g. 64,128,128" };
         var prediction = new Option<string>("--prediction") { Description = "What the UNet predicts: v_prediction (the recipe: weights the high-noise steps where the caption decides the layout) | epsilon", DefaultValueFactory = _ => "v_prediction" };
-        var betaSchedule = new Option<string>("--beta-schedule") { Description = "The base's noise schedule: squaredcos_cap_v2 (improved DDPM's cosine, the recipe: more of training and sampling at informative noise levels) | linear (DDPM's)", DefaultValueFactory = _ => "squaredcos_cap_v2" };
+        var betaSchedule = new Option<string>("--beta-schedule") { Description = "The base's noise schedule: squaredcos_cap_v2 (improved DDPM's cosine, the recipe: more of training and sampling at informative noise levels) | linear (DDPM's)", DefaultValueFactory = _ => defaults.BetaSchedule };
         var vaeFrom = new Option<string?>("--vae") { Description = "Skip stage 1 and use this trained VAE folder (config.json with scaling_factor + diffusion_pytorch_model.safetensors), e.g. models/shapes-world/vae; it is copied into --out unchanged" };
         var baseFrom = new Option<string?>("--base") { Description = "Skip stages 1–2 and train only the connectors (--connectors) against this trained shapes-world folder (vae/, text_encoder/, tokenizer/, unet/, scheduler/), e.g. models/shapes-world; a different --out gets a copy of those first" };
-        var unetLayers = new Option<int?>("--unet-layers") { Description = "UNet layers_per_block (default 2)" };
-        var width = new Option<int?>("--width") { Description = "Width of the base CLIP, the UNet's cross_attention_dim and the connectors (default 64; a multiple of 32: CLIP has width / 32 heads). Its token embedding is 49,408 × width, most of the text encoder's size" };
-        var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the recipe: 1.0, which makes the base read its words; 0.02 as transformers, see README)", DefaultValueFactory = _ => 1.0 };
+        var unetLayers = new Option<int?>("--unet-layers") { Description = $"UNet layers_per_block (default {sizes.UNetLayersPerBlock})" };
+        var width = new Option<int?>("--width") { Description = $"Width of the base CLIP, the UNet's cross_attention_dim and the connectors (default {sizes.Width}; a multiple of 32: CLIP has width / 32 heads). Its token embedding is 49,408 × width, most of the text encoder's size" };
+        var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the recipe: 1.0, which makes the base read its words; 0.02 as transformers, see README)", DefaultValueFactory = _ => defaults.TokenEmbeddingStd };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
         var dtype = new Option<string>("--dtype")
         {
@@ -69,7 +72,6 @@ public static class WorldTrainCommand
                 throw new EllaException($"--clip-tokenizer {tok}: expected vocab.json and merges.txt in that folder");
             var names = p.GetValue(connectors)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             if (names.Length == 0) throw new EllaException("--connectors: name at least one connector");
-            var defaults = new WorldTrainOptions { WorkDir = "", ModelDir = "", ClipTokenizer = "" };
             StageSettings Adjust(StageSettings s, int? steps, string flag)
             {
                 if (steps is { } k && k < 1) throw new EllaException($"{flag} {k}: must be at least 1");
@@ -94,7 +96,7 @@ public static class WorldTrainCommand
             var options = new WorldTrainOptions
             {
                 WorkDir = p.GetValue(work)!, ModelDir = p.GetValue(output)!, ClipTokenizer = tok, Seed = p.GetValue(seed),
-                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : WorldModelSizes.Default, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers), p.GetValue(width)),
+                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : sizes, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers), p.GetValue(width)),
                 BaseComputeDtype = computeDtype.DType,
                 TokenEmbeddingStd = p.GetValue(tokenStd) is var std && double.IsFinite(std) && std > 0 ? std : throw new EllaException($"--token-embedding-std {p.GetValue(tokenStd)}: must be a positive number"),
                 Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
