@@ -17,6 +17,13 @@ public interface IConditioner : IDisposable
     long Rows { get; }
     /// <summary>[Rows, tokens, width] at timestep <paramref name="t"/>.</summary>
     Tensor At(StepTime t);
+
+    /// <summary>
+    /// [Rows, tokens] float: 1 for a token the UNet's cross-attention reads, 0 for zero padding it must skip; null when
+    /// every row's tokens are all real. The token counts do not change with t, so neither does the mask; read it after
+    /// a call to <see cref="At"/>.
+    /// </summary>
+    Tensor? TokenMask => null;
 }
 
 /// <summary>A condition that does not depend on the timestep (CLIP's last hidden state).</summary>
@@ -55,9 +62,15 @@ public sealed class EllaConditioner : IConditioner
             _groups.Add((batch, rows));
         }
         _singleBatchInOrder = _groups.Count == 1 && _groups[0].Rows.SequenceEqual(Enumerable.Range(0, (int)Rows));
+        if (_groups.Count > 1 && connector.TokensFollowText)
+            using (NewDisposeScope())
+                TokenMask = TokenPadding.Mask(rowFeatures.Select(f => f.shape[1]).ToArray()).DetachFromDisposeScope();
     }
 
     public long Rows { get; }
+
+    /// <summary>Rows of a connector whose token count follows the text (MLP) are padded to the longest: these are its real tokens.</summary>
+    public Tensor? TokenMask { get; }
 
     public Tensor At(StepTime t)
     {
@@ -87,6 +100,7 @@ public sealed class EllaConditioner : IConditioner
     {
         foreach (var (f, _) in _groups) f.Dispose();
         _timestepFree?.Dispose();
+        TokenMask?.Dispose();
     }
 }
 
@@ -98,6 +112,7 @@ public sealed class CachedConditioner(IConditioner source) : IConditioner
 {
     readonly Dictionary<double, Tensor> _cache = new();
     public long Rows => source.Rows;
+    public Tensor? TokenMask => source.TokenMask;
 
     public Tensor At(StepTime t)
     {
@@ -130,7 +145,9 @@ public sealed class CachedConditioner(IConditioner source) : IConditioner
 /// <param name="ownsSource">dispose the source with this conditioner (false for a shared cache entry)</param>
 public sealed class ExpandedConditioner(IConditioner single, long rows, bool ownsSource = false) : IConditioner
 {
+    Tensor? _mask;
     public long Rows => rows;
+    public Tensor? TokenMask => single.TokenMask is { } m ? _mask ??= m.expand(rows, -1).DetachFromDisposeScope() : null;
 
     public Tensor At(StepTime t)
     {
@@ -140,6 +157,7 @@ public sealed class ExpandedConditioner(IConditioner single, long rows, bool own
 
     public void Dispose()
     {
+        _mask?.Dispose();
         if (ownsSource) single.Dispose();
     }
 }
@@ -147,18 +165,25 @@ public sealed class ExpandedConditioner(IConditioner single, long rows, bool own
 /// <summary>Concatenates conditions along the token axis: ELLA's 64 tokens, then CLIP's 77 (ComfyUI-ELLA's order).</summary>
 public sealed class ConcatConditioner(IConditioner first, IConditioner second) : IConditioner
 {
+    Tensor? _mask;
     public long Rows => first.Rows;
+
+    /// <summary>Padding inside either part stays masked; the other part's tokens are all read.</summary>
+    public Tensor? TokenMask => _mask;
 
     public Tensor At(StepTime t)
     {
         using var scope = NewDisposeScope();
         var a = first.At(t);
         var b = second.At(t);
+        if (_mask is null && (first.TokenMask is not null || second.TokenMask is not null))
+            _mask = cat([first.TokenMask ?? ones(a.shape[0], a.shape[1]), second.TokenMask ?? ones(b.shape[0], b.shape[1])], 1).DetachFromDisposeScope();
         return cat([a, b.to_type(a.dtype)], 1).MoveToOuterDisposeScope();
     }
 
     public void Dispose()
     {
+        _mask?.Dispose();
         first.Dispose();
         second.Dispose();
     }
@@ -166,7 +191,9 @@ public sealed class ConcatConditioner(IConditioner first, IConditioner second) :
 
 /// <summary>
 /// Conditions whose token count follows the prompt (the MLP connector) are zero-padded to a common length before they
-/// share one UNet batch — the same padding the trainer applies to a batch of such rows.
+/// share one UNet batch, as the trainer pads a batch of such rows. Zero tokens are not neutral in cross-attention (each
+/// adds a key with logit 0 to every softmax), so the padding comes with a mask the UNet applies
+/// (<c>encoder_attention_mask</c>), in training and in sampling alike.
 /// </summary>
 public static class TokenPadding
 {
@@ -174,5 +201,33 @@ public static class TokenPadding
     {
         long tokens = conditions.Max(c => c.shape[1]);
         return conditions.Select(c => c.shape[1] == tokens ? c : nn.functional.pad(c, [0, 0, 0, tokens - c.shape[1]])).ToArray();
+    }
+
+    /// <summary>[rows, max length] float: 1 for row r's first lengths[r] tokens, 0 after.</summary>
+    public static Tensor Mask(long[] lengths)
+    {
+        long tokens = lengths.Max();
+        using var positions = arange(tokens).unsqueeze(0);
+        using var limits = tensor(lengths).unsqueeze(1);
+        using var keep = positions.lt(limits);
+        return keep.to_type(ScalarType.Float32);
+    }
+
+    /// <summary>
+    /// Rows of several conditions joined into one batch (padded to the longest), and the mask of their real tokens, or
+    /// null when nothing is padded.
+    /// </summary>
+    public static (Tensor Condition, Tensor? Mask) Join(params (Tensor Condition, Tensor? Mask)[] parts)
+    {
+        using var scope = NewDisposeScope();
+        long tokens = parts.Max(p => p.Condition.shape[1]);
+        var joined = cat(SameLength(parts.Select(p => p.Condition).ToArray()), 0);
+        if (parts.All(p => p.Mask is null && p.Condition.shape[1] == tokens)) return (joined.MoveToOuterDisposeScope(), null);
+        var masks = parts.Select(p =>
+        {
+            var m = p.Mask ?? ones(p.Condition.shape[0], p.Condition.shape[1], device: p.Condition.device);
+            return m.shape[1] == tokens ? m : nn.functional.pad(m, [0, tokens - m.shape[1]]);
+        }).ToArray();
+        return (joined.MoveToOuterDisposeScope(), cat(masks, 0).MoveToOuterDisposeScope());
     }
 }

@@ -121,9 +121,9 @@ public sealed class ConnectorTrainer : IDisposable
         var t = batch.Timesteps.to(ScalarType.Int64, _device);
         var noisy = Objective.AddNoise(x0, noise, t);
         var target = Objective.Target(x0, noise, t);
-        var cond = Condition(batch, t);
+        var (cond, tokenMask) = Condition(batch, t);
         var input = noisy.to_type(_modelDtype);
-        var pred = _unet.forward(input, t, cond.to_type(_modelDtype));
+        var pred = _unet.Forward(input, t, cond.to_type(_modelDtype), null, tokenMask);
         var weights = batch.LossWeights?.to(ScalarType.Float32, _device);
         var loss = Objective.Loss(pred, target, t, weights);
         if (Teacher is null) return (loss.MoveToOuterDisposeScope(), null);
@@ -140,9 +140,10 @@ public sealed class ConnectorTrainer : IDisposable
     /// <summary>
     /// The connector's condition per row ([B, tokens, width], float32): a dropped row reads the null features. Rows of
     /// equal length run as one batch; a connector whose token count follows the text length (MLP) gets its shorter rows
-    /// zero-padded to the longest.
+    /// zero-padded to the longest, and the mask of real tokens ([B, tokens], null without padding) that keeps the UNet's
+    /// cross-attention off the padding, as in sampling (<see cref="Pipelines.TokenPadding"/>).
     /// </summary>
-    Tensor Condition(TrainingBatch batch, Tensor t)
+    (Tensor Condition, Tensor? TokenMask) Condition(TrainingBatch batch, Tensor t)
     {
         using var scope = NewDisposeScope();
         int rows = batch.Rows;
@@ -162,10 +163,8 @@ public sealed class ConnectorTrainer : IDisposable
             var output = _connector.forward(input, times);
             for (int i = 0; i < idx.Length; i++) outputs[idx[i]] = output[i..(i + 1)];
         }
-        long tokens = outputs.Max(o => o.shape[1]);
-        for (int r = 0; r < rows; r++)
-            if (outputs[r].shape[1] < tokens) outputs[r] = nn.functional.pad(outputs[r], [0, 0, 0, tokens - outputs[r].shape[1]]);
-        return (rows == 1 ? outputs[0] : cat(outputs, 0)).MoveToOuterDisposeScope();
+        var (condition, mask) = Pipelines.TokenPadding.Join(outputs.Select(o => (o, (Tensor?)null)).ToArray());
+        return (condition.MoveToOuterDisposeScope(), mask?.to(_device).MoveToOuterDisposeScope());
     }
 
     public void Dispose()

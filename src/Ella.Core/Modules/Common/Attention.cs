@@ -44,7 +44,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
     /// <param name="hidden">[B, L, C], or [B, C, H, W] for the VAE form</param>
     /// <param name="context">[B, Lc, Cc] for cross-attention, or null</param>
-    public override Tensor forward(Tensor hidden, Tensor? context)
+    public override Tensor forward(Tensor hidden, Tensor? context) => Forward(hidden, context, null);
+
+    /// <param name="contextBias">additive bias over the context's tokens, [B, 1, 1, Lc] (0 keeps a token, a large
+    /// negative number drops it: diffusers' encoder_attention_mask), or null</param>
+    public Tensor Forward(Tensor hidden, Tensor? context, Tensor? contextBias)
     {
         using var scope = NewDisposeScope();
         var input = hidden;
@@ -69,7 +73,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
             k = k.to_type(ScalarType.Float32);
             v = v.to_type(ScalarType.Float32);
         }
-        var attn = AttentionKernel.Sdpa(q, k, v).to_type(dtype);
+        var attn = AttentionKernel.Sdpa(q, k, v, contextBias?.to_type(q.dtype)).to_type(dtype);
         var merged = attn.transpose(1, 2).reshape(b, -1, _heads * _dimHead);
         var output = LinearKernel.Apply(to_out[0], merged);
         if (spatial != null) output = output.transpose(1, 2).reshape(spatial);

@@ -19,6 +19,9 @@ public abstract class ConnectorModule : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>False when the output does not depend on the timestep (then a pipeline computes it once per prompt).</summary>
     public virtual bool TimestepAware => true;
 
+    /// <summary>True when the connector gives one condition token per text token (MLP) instead of a fixed count.</summary>
+    public virtual bool TokensFollowText => false;
+
     /// <summary>Saves weights with the config in the safetensors metadata, atomically.</summary>
     public void Save(string path, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {

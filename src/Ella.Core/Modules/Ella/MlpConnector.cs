@@ -17,6 +17,7 @@ public sealed class MlpConnector : ConnectorModule
 
     public override EllaConnectorConfig Config { get; }
     public override bool TimestepAware => false;
+    public override bool TokensFollowText => true;
 
     public MlpConnector(EllaConnectorConfig config) : base(nameof(MlpConnector))
     {

@@ -32,7 +32,10 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor context)
+    public override Tensor forward(Tensor x, Tensor context) => Forward(x, context, null);
+
+    /// <param name="contextBias">additive bias over the context's tokens ([B, 1, 1, L]), or null</param>
+    public Tensor Forward(Tensor x, Tensor context, Tensor? contextBias)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
@@ -47,7 +50,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>
             hidden = hidden.permute(0, 2, 3, 1).reshape(b, h * w, c);
             hidden = proj_in.forward(hidden);
         }
-        foreach (var block in transformer_blocks) hidden = block.forward(hidden, context);
+        foreach (var block in transformer_blocks) hidden = block.Forward(hidden, context, contextBias);
         if (!_linear)
         {
             hidden = hidden.reshape(b, h, w, _inner).permute(0, 3, 1, 2).contiguous();
@@ -84,11 +87,14 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor context)
+    public override Tensor forward(Tensor x, Tensor context) => Forward(x, context, null);
+
+    /// <param name="contextBias">additive bias over the context's tokens ([B, 1, 1, L]) for the cross-attention, or null</param>
+    public Tensor Forward(Tensor x, Tensor context, Tensor? contextBias)
     {
         using var scope = NewDisposeScope();
         var h = attn1.forward(norm1.forward(x), null) + x;
-        h = attn2.forward(norm2.forward(h), context) + h;
+        h = attn2.Forward(norm2.forward(h), context, contextBias) + h;
         h = ff.forward(norm3.forward(h)) + h;
         return h.MoveToOuterDisposeScope();
     }

@@ -80,9 +80,12 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates) => Forward(sample, timestep, encoderHiddenStates, null);
 
     /// <param name="residuals">ControlNet residuals added to the skip outputs and the mid block's output, or null</param>
-    public Tensor Forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, UNetResiduals? residuals)
+    /// <param name="encoderAttentionMask">[B, L]: 1 for a token the cross-attention reads, 0 for padding it skips
+    /// (diffusers' encoder_attention_mask, turned into the same −10000 bias); null reads every token</param>
+    public Tensor Forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, UNetResiduals? residuals, Tensor? encoderAttentionMask = null)
     {
         using var scope = NewDisposeScope();
+        var bias = encoderAttentionMask is null ? null : EncoderAttentionBias(encoderAttentionMask, encoderHiddenStates);
         long b = sample.shape[0];
         var t = timestep.reshape(-1);
         if (t.shape[0] == 1 && b > 1) t = t.expand(b);
@@ -93,9 +96,9 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         if (Config.CenterInputSample) sample = 2 * sample - 1.0;
         var hidden = conv_in.forward(sample);
         var skips = new List<Tensor> { hidden };
-        foreach (var block in down_blocks) hidden = block.Run(hidden, temb, encoderHiddenStates, skips);
+        foreach (var block in down_blocks) hidden = block.Run(hidden, temb, encoderHiddenStates, skips, bias);
         if (residuals != null) residuals.AddToSkips(skips);
-        hidden = mid_block.forward(hidden, temb, encoderHiddenStates);
+        hidden = mid_block.Run(hidden, temb, encoderHiddenStates, bias);
         if (residuals != null) hidden = hidden + residuals.Mid;
 
         // Latents whose size is not a multiple of 2^(number of up-samplers) up-sample to the skip's exact size.
@@ -107,10 +110,19 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             var blockSkips = skips.GetRange(skips.Count - block.SkipCount, block.SkipCount);
             skips.RemoveRange(skips.Count - block.SkipCount, block.SkipCount);
             long[]? size = explicitSize && i < up_blocks.Count - 1 ? skips[^1].shape[2..] : null;
-            hidden = block.Run(hidden, temb, encoderHiddenStates, blockSkips, size);
+            hidden = block.Run(hidden, temb, encoderHiddenStates, blockSkips, size, bias);
         }
         hidden = Layers.OutputConv(conv_out, nn.functional.silu(conv_norm_out.forward(hidden)));
         return hidden.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>diffusers' conversion of a [B, L] keep-mask into an additive bias [B, 1, 1, L]: (1 − mask) · −10000.</summary>
+    static Tensor EncoderAttentionBias(Tensor mask, Tensor encoderHiddenStates)
+    {
+        long b = encoderHiddenStates.shape[0], l = encoderHiddenStates.shape[1];
+        if (mask.dim() != 2 || mask.shape[0] != b || mask.shape[1] != l)
+            throw new EllaException($"UNet: encoder attention mask [{string.Join(", ", mask.shape)}] does not match the encoder hidden states [{b}, {l}, …]");
+        return ((1.0 - mask.to(ScalarType.Float32, encoderHiddenStates.device)) * -10000.0).view(b, 1, 1, l);
     }
 
     /// <summary>Loads a diffusers <c>unet/</c> folder (config.json + diffusion_pytorch_model.safetensors).</summary>

@@ -37,12 +37,13 @@ public sealed class DownBlock2D : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor hidden, Tensor temb, Tensor? context) => Run(hidden, temb, context, new List<Tensor>());
 
     /// <summary>Runs the block, appending each skip output to <paramref name="skips"/>.</summary>
-    public Tensor Run(Tensor hidden, Tensor temb, Tensor? context, List<Tensor> skips)
+    /// <param name="contextBias">additive bias over the context's tokens ([B, 1, 1, L]), or null</param>
+    public Tensor Run(Tensor hidden, Tensor temb, Tensor? context, List<Tensor> skips, Tensor? contextBias = null)
     {
         for (int i = 0; i < resnets.Count; i++)
         {
             hidden = resnets[i].forward(hidden, temb);
-            if (attentions is not null) hidden = attentions[i].forward(hidden, context!);
+            if (attentions is not null) hidden = attentions[i].Forward(hidden, context!, contextBias);
             skips.Add(hidden);
         }
         if (downsamplers is not null)
@@ -86,14 +87,15 @@ public sealed class UpBlock2D : nn.Module<Tensor, Tensor, Tensor?, Tensor>
 
     /// <param name="skips">this block's skip outputs, last first consumed from the end</param>
     /// <param name="upsampleSize">target size of the up-sampler, or null for 2×</param>
-    public Tensor Run(Tensor hidden, Tensor temb, Tensor? context, List<Tensor> skips, long[]? upsampleSize)
+    /// <param name="contextBias">additive bias over the context's tokens ([B, 1, 1, L]), or null</param>
+    public Tensor Run(Tensor hidden, Tensor temb, Tensor? context, List<Tensor> skips, long[]? upsampleSize, Tensor? contextBias = null)
     {
         for (int i = 0; i < resnets.Count; i++)
         {
             var skip = skips[^1];
             skips.RemoveAt(skips.Count - 1);
             hidden = resnets[i].forward(cat([hidden, skip], 1), temb);
-            if (attentions is not null) hidden = attentions[i].forward(hidden, context!);
+            if (attentions is not null) hidden = attentions[i].Forward(hidden, context!, contextBias);
         }
         if (upsamplers is not null) hidden = upsamplers[0].forward(hidden, upsampleSize);
         return hidden;
@@ -115,12 +117,15 @@ public sealed class UNetMidBlock2DCrossAttn : nn.Module<Tensor, Tensor, Tensor?,
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor hidden, Tensor temb, Tensor? context)
+    public override Tensor forward(Tensor hidden, Tensor temb, Tensor? context) => Run(hidden, temb, context, null);
+
+    /// <param name="contextBias">additive bias over the context's tokens ([B, 1, 1, L]), or null</param>
+    public Tensor Run(Tensor hidden, Tensor temb, Tensor? context, Tensor? contextBias)
     {
         hidden = resnets[0].forward(hidden, temb);
         for (int i = 0; i < attentions.Count; i++)
         {
-            hidden = attentions[i].forward(hidden, context!);
+            hidden = attentions[i].Forward(hidden, context!, contextBias);
             hidden = resnets[i + 1].forward(hidden, temb);
         }
         return hidden;
