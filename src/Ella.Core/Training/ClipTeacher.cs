@@ -19,13 +19,19 @@ public sealed class ClipTeacher(ClipTextModel textEncoder, ClipTokenizer tokeniz
     /// <summary>W: how much the distillation term weighs against the objective's loss.</summary>
     public double Weight { get; } = weight > 0 && double.IsFinite(weight) ? weight : throw new ArgumentOutOfRangeException(nameof(weight), "the distillation weight must be positive");
 
+    /// <summary>
+    /// What the teacher reads of a caption (null: the caption itself). The shapes world's connector captions may use
+    /// words its base never saw; the teacher reads them in its own words.
+    /// </summary>
+    public Func<string, string>? Rewrite { get; init; }
+
     /// <summary>The teacher's condition [B, 77, width] (no gradients) for each row's caption, or the empty caption where dropped.</summary>
     public Tensor Condition(IReadOnlyList<string> captions, bool[] drop, Device device)
     {
         if (captions.Count != drop.Length) throw new ArgumentException($"{captions.Count} captions for {drop.Length} rows");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var input = tokenizer.InputIds(captions.Select((c, i) => drop[i] ? "" : c).ToList(), Tokens, device);
+        var input = tokenizer.InputIds(captions.Select((c, i) => drop[i] ? "" : Rewrite is null ? c : Rewrite(c)).ToList(), Tokens, device);
         return textEncoder.forward(input).MoveToOuterDisposeScope();
     }
 }

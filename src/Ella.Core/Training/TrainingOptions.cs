@@ -40,6 +40,9 @@ public sealed class TrainingOptions
     /// from the model's own CLIP text encoder on the same caption). 0: off, the paper's objective alone.
     /// </summary>
     public double Distill { get; set; }
+    /// <summary>What the distillation teacher reads of each caption (null: the caption; no flag sets it: the shapes
+    /// world's recipe maps its synonym captions back to the words its base was trained on).</summary>
+    public Func<string, string>? TeacherCaption { get; set; }
     /// <summary>
     /// W of <c>--foreground-weight</c>: a latent element's squared error counts 1 + (W − 1)·m, where m is the sample's
     /// loss mask at that cell (1: foreground), and the loss is the weighted mean. 1: off (every element the same).

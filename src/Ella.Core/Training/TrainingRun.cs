@@ -167,7 +167,7 @@ public sealed class TrainingRun
         var settings = new OptimizerSettings(_o.Lr, _o.WeightDecay, MaxGradNorm: _o.MaxGradNorm);
         using var trainer = new ConnectorTrainer(unet, connector, objective, source.NullTextFeatures, settings, _o.DType, _o.Device, adapter?.Parameters)
         {
-            Teacher = distill ? new ClipTeacher(sd.TextEncoder!, sd.Tokenizer!, _o.Distill) : null,
+            Teacher = distill ? new ClipTeacher(sd.TextEncoder!, sd.Tokenizer!, _o.Distill) { Rewrite = _o.TeacherCaption } : null,
         };
         var loraMetadata = new Dictionary<string, string>(connectorMetadata) { ["ella_connector"] = init is null ? "" : Path.GetFileName(Path.GetFullPath(init).TrimEnd('/')) };
         Action<string> writeWeights = adapter != null

@@ -8,6 +8,8 @@ using Ella.Text;
 using Ella.TextEncoders;
 using Ella.Training;
 using Ella.Training.Data;
+using Ella.World.Language;
+using Ella.World.Scenes;
 using Ella.World.Splits;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -70,6 +72,12 @@ public sealed class WorldTrainOptions
     /// (<c>ella train --foreground-weight</c>); the connector data then comes with masks, in <c>3-data-masks</c>.
     /// </summary>
     public double ConnectorForegroundWeight { get; init; } = 1;
+    /// <summary>
+    /// Stage 3's dense captions name colours, shapes, sizes and backgrounds with more words than the training lexicon's
+    /// (<see cref="CaptionSynonyms"/>); the data and caches then go to <c>3-data-synonyms</c>, <c>3-cache-&lt;encoder&gt;-synonyms</c>,
+    /// and the CLIP teacher reads each caption in the lexicon's own words.
+    /// </summary>
+    public bool ConnectorSynonyms { get; init; }
     /// <summary>
     /// What stage 3's frozen UNet (and teacher) compute in (the CLI's default <c>auto</c>: bf16 on a CPU with native bf16,
     /// as the shipped connectors); the connector keeps float32 weights either way.
@@ -261,6 +269,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
                 LrSchedule = o.Connector.Schedule, WarmupSteps = o.Connector.WarmupSteps, SaveEvery = o.Connector.SaveEvery, KeepLast = 2,
                 WeightDecay = o.Connector.WeightDecay, MaxGradNorm = o.Connector.MaxGradNorm,
                 Distill = o.ConnectorDistill, ForegroundWeight = o.ConnectorForegroundWeight, DType = o.ConnectorComputeDtype,
+                TeacherCaption = o.ConnectorSynonyms ? CaptionSynonyms.Canonical : null,
             };
             var outcome = TrainingRun.Run(options, new PrefixWriter(log, $"[{name}] "), cancellation);
             if (outcome == TrainingOutcome.Interrupted) throw new OperationCanceledException($"[{name}] interrupted; run the same command again to resume");
@@ -273,19 +282,29 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         log.WriteLine($"[{name}] wrote {target}");
     }
 
+    /// <summary>Index of the first connector scene in the training stream (the base's scenes come from other indices).</summary>
+    const long ConnectorDataStart = 2_000_000_000;
+
+    /// <summary>The draws that reword one connector scene's caption: a stream of its own, so scenes and captions stay as without synonyms.</summary>
+    WorldRandom SynonymRandom(long index) => new(WorldRandom.Derive(0x73796E6F6E796D73UL ^ (ulong)o.Seed, index));
+
     /// <summary>The connector data (scenes with dense captions, written once) and its feature cache for one text encoder.</summary>
     string EnsureCache(TextEncoderKind encoder, AutoencoderKL vae, CancellationToken cancellation)
     {
         bool masks = o.ConnectorForegroundWeight != 1;
-        string data = Path.Combine(o.WorkDir, masks ? "3-data-masks" : "3-data");
+        string suffix = (masks ? "-masks" : "") + (o.ConnectorSynonyms ? "-synonyms" : "");
+        string data = Path.Combine(o.WorkDir, "3-data" + suffix);
         if (!File.Exists(Path.Combine(data, "done")))
         {
-            log.WriteLine($"[data] writing {o.ConnectorSamples} scenes with dense captions{(masks ? " and foreground masks" : "")} to {data}");
-            WorldFiles.WriteSample(data, WorldFiles.Items(WorldSplit.Train, 2_000_000_000, o.ConnectorSamples, o.Seed), masks: masks);
+            log.WriteLine($"[data] writing {o.ConnectorSamples} scenes with dense captions{(o.ConnectorSynonyms ? " (with synonyms)" : "")}{(masks ? " and foreground masks" : "")} to {data}");
+            var items = WorldFiles.Items(WorldSplit.Train, ConnectorDataStart, o.ConnectorSamples, o.Seed);
+            if (o.ConnectorSynonyms)
+                items = items.Select(item => item with { DenseCaption = CaptionSynonyms.Reword(item.DenseCaption, SynonymRandom(item.Index)) });
+            WorldFiles.WriteSample(data, items, masks: masks);
             File.WriteAllText(Path.Combine(data, "done"), "");
         }
         string name = TextEncoderKinds.Name(encoder);
-        string cache = Path.Combine(o.WorkDir, masks ? $"3-cache-{name}-masks" : $"3-cache-{name}");
+        string cache = Path.Combine(o.WorkDir, $"3-cache-{name}{suffix}");
         if (File.Exists(Path.Combine(cache, "done"))) return cache;
         using var text = TextEncoderFactory.Create(encoder, null);
         var dataset = ImageCaptionDatasets.Open([data], new ImagePreprocessing(64, false, false), m => log.WriteLine(m));

@@ -26,6 +26,7 @@ public static class WorldTrainCommand
         var connectorSteps = new Option<int?>("--connector-steps") { Description = $"Stage 3 steps per connector (default {defaults.Connector.MaxSteps}, batch {defaults.Connector.Batch})" };
         var connectorLr = new Option<double?>("--connector-lr") { Description = "Stage 3 peak learning rate per connector (default 3e-4; cosine after a short warm-up)" };
         var connectorDistill = new Option<double?>("--connector-distill") { Description = $"Stage 3: weight W of distillation from the base's own text pathway (loss = objective + W · MSE to the UNet's prediction from the base CLIP on the same dense caption; default {defaults.ConnectorDistill}, 0 = off)" };
+        var connectorSynonyms = new Option<bool>("--connector-synonyms") { Description = "Stage 3: the dense captions name colours, shapes, sizes and backgrounds with more words than the base's lexicon (\"ruby\", \"navy\", \"tile\", …; none of the paraphrase set's); the CLIP teacher reads them in the base's words" };
         var connectorForeground = new Option<double?>("--connector-foreground-weight") { Description = "Stage 3: weight W of object pixels in the connector's loss (ella train --foreground-weight; the connector data is then written with masks; default 1 = off)" };
         var batch = new Option<int?>("--batch") { Description = $"Override the batch size of every stage (defaults: VAE {defaults.Vae.Batch}, base {defaults.Base.Batch}, connectors {defaults.Connector.Batch})" };
         var samples = new Option<int?>("--connector-samples") { Description = $"Scenes with dense captions for stage 3 (default {defaults.ConnectorSamples})" };
@@ -53,7 +54,7 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, tokenStd, prediction, betaSchedule, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorSynonyms, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, tokenStd, prediction, betaSchedule, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -107,6 +108,7 @@ public static class WorldTrainCommand
                 ConnectorForegroundWeight = p.GetValue(connectorForeground) is not { } fw ? 1
                     : double.IsFinite(fw) && fw > 0 ? fw : throw new EllaException($"--connector-foreground-weight {fw}: must be a positive number (1: off)"),
                 ConnectorComputeDtype = connectorCompute.DType,
+                ConnectorSynonyms = p.GetValue(connectorSynonyms),
                 Connectors = names, Prediction = p.GetValue(prediction)!, BetaSchedule = p.GetValue(betaSchedule)!, VaeFrom = VaeFolder(p.GetValue(vaeFrom)),
                 BaseFrom = BaseFolder(p.GetValue(baseFrom)),
                 Command = "ella " + string.Join(' ', p.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)),
