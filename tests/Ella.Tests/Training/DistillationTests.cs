@@ -86,6 +86,22 @@ public sealed class DistillationTests : IDisposable
     }
 
     [Fact]
+    public void A_rewriting_teacher_reads_each_caption_as_rewritten()
+    {
+        var (sd, connector) = Models();
+        using var sdScope = sd;
+        using var connectorScope = connector;
+        using var _ = no_grad();
+        var rewriting = new ClipTeacher(sd.TextEncoder!, sd.Tokenizer!, 1) { Rewrite = Ella.World.Language.CaptionSynonyms.Canonical };
+        var plain = new ClipTeacher(sd.TextEncoder!, sd.Tokenizer!, 1);
+        using var fromSynonyms = rewriting.Condition(["a petite ruby dot above a navy tile", "a cone"], [false, true], CPU);
+        using var fromWords = plain.Condition(["a small red circle above a blue square", ""], [false, false], CPU);
+        TensorAssert.Close(fromWords, fromSynonyms, "teacher condition", 0);
+        using var unread = plain.Condition(["a petite ruby dot above a navy tile"], [false], CPU);
+        Assert.True((unread - fromWords[0..1]).abs().max().item<float>() > 1e-3, "the plain teacher should read the synonyms as other words");
+    }
+
+    [Fact]
     public void Steps_with_a_teacher_bring_the_connectors_prediction_towards_the_teachers()
     {
         var (sd, connector) = Models();

@@ -54,7 +54,7 @@ public sealed class WorldTrainTests : IDisposable
         // --base: stage 3 alone against that model, into another folder that gets a copy of the base first.
         string other = Path.Combine(_dir, "other");
         var connectorsOnly = CliRunner.Run("world", "train", "--base", model, "--out", other, "--connectors", "resampler", "--connector-steps", "2",
-            "--connector-lr", "0.002", "--connector-distill", "0.5", "--connector-dtype", "bf16", "--connector-samples", "8", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work-base"), "--seed", "3");
+            "--connector-lr", "0.002", "--connector-distill", "0.5", "--connector-dtype", "bf16", "--connector-synonyms", "--connector-samples", "8", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work-base"), "--seed", "3");
         Assert.True(connectorsOnly.ExitCode == 0, connectorsOnly.Error);
         Assert.DoesNotContain(connectorsOnly.Error.Split('\n'), l => (l.StartsWith("[vae]") || l.StartsWith("[base]")) && l.Contains("parameters; steps"));
         Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler]") && l.Contains("parameters"));
@@ -72,6 +72,14 @@ public sealed class WorldTrainTests : IDisposable
         Assert.All(File.ReadLines(Path.Combine(_dir, "work-base", "3-connector-resampler", "log.jsonl")),
             l => Assert.True(System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("distill").GetDouble() > 0, l));
         Assert.Contains(connectorsOnly.Error.Split('\n'), l => l.StartsWith("[resampler] training") && l.Contains("in bf16"));
+        // --connector-synonyms: the connector's captions are the same scenes' captions reworded, in folders of their own.
+        var reworded = File.ReadLines(Path.Combine(_dir, "work-base", "3-data-synonyms", "metadata.jsonl"))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("text").GetString()!).ToList();
+        var plain = Ella.World.Splits.WorldFiles.Items(Ella.World.Splits.WorldSplit.Train, 2_000_000_000, 8, 3).Select(i => i.DenseCaption).ToList();
+        Assert.Equal(plain, reworded.Select(Ella.World.Language.CaptionSynonyms.Canonical));
+        Assert.NotEqual(plain, reworded);
+        Assert.True(Directory.Exists(Path.Combine(_dir, "work-base", "3-cache-minilm-synonyms")));
+        Assert.False(Directory.Exists(Path.Combine(_dir, "work-base", "3-data")));
     }
 
     [Fact]
