@@ -58,10 +58,10 @@ public static class DenoisingLoop
                 x = scheduler.ScaleModelInput(x, tValue);
                 var (condition, tokenMask) = cfg ? TokenPadding.Join((uncond!.At(t), uncond.TokenMask), (cond.At(t), cond.TokenMask))
                     : (cond.At(t), cond.TokenMask);
-                var step = new StepContext(i, t, i + 1 < timesteps.Count ? timesteps[i + 1] : null, cfg);
+                var step = new StepContext(i, t, i + 1 < timesteps.Count ? timesteps[i + 1] : null, cfg, tokenMask);
                 var noise = parts.IsEmpty
                     ? unet.Forward(x.to_type(dtype), t.Tensor.to(x.device), condition.to_type(dtype), null, tokenMask).to_type(ScalarType.Float32)
-                    : WithParts(unet, parts, step, x, condition.to_type(dtype), tokenMask, dtype);
+                    : WithParts(unet, parts, step, x, condition.to_type(dtype), dtype);
                 if (cfg)
                 {
                     var halves = noise.chunk(2, 0);
@@ -86,16 +86,15 @@ public static class DenoisingLoop
 
     /// <summary>The UNet call with the tools' extra inputs: residuals (summed over ControlNets) from the 4-channel
     /// input, then the input channels (9-channel inpainting).</summary>
-    /// <param name="tokenMask">the condition's real tokens for the UNet's cross-attention (null: all); ControlNets read the
-    /// condition unmasked, as diffusers' ControlNet pipelines pass them no mask</param>
-    static Tensor WithParts(UNet2DConditionModel unet, DenoisingParts parts, StepContext step, Tensor x, Tensor condition, Tensor? tokenMask, ScalarType dtype)
+    /// <param name="step">with the condition's padding mask (<see cref="StepContext.TokenMask"/>), which the UNet and every ControlNet apply</param>
+    static Tensor WithParts(UNet2DConditionModel unet, DenoisingParts parts, StepContext step, Tensor x, Tensor condition, ScalarType dtype)
     {
         UNetResiduals? residuals = null;
         foreach (var u in parts.UNet)
             if (u.Residuals(step, x, condition, dtype) is { } r) residuals = residuals == null ? r : UNetResiduals.Sum(residuals, r);
         var input = x;
         foreach (var u in parts.UNet) input = u.Input(input);
-        return unet.Forward(input.to_type(dtype), step.Time.Tensor.to(x.device), condition, residuals, tokenMask).to_type(ScalarType.Float32);
+        return unet.Forward(input.to_type(dtype), step.Time.Tensor.to(x.device), condition, residuals, step.TokenMask).to_type(ScalarType.Float32);
     }
 
     /// <summary>VAE decode of latents / scaling_factor, then image = clamp(x/2 + 0.5, 0, 1) as float32 [B, 3, H, W].</summary>

@@ -6,7 +6,8 @@ namespace Ella.Pipelines;
 
 /// <summary>Where the loop is: <see cref="Index"/> into the scheduler's full timestep list, and the condition rows.</summary>
 /// <param name="Next">the next timestep of the schedule, or null after the last step</param>
-public readonly record struct StepContext(int Index, StepTime Time, double? Next, bool Cfg);
+/// <param name="TokenMask">the condition's real tokens [rows, L] when some rows are padded (MLP connector), else null</param>
+public readonly record struct StepContext(int Index, StepTime Time, double? Next, bool Cfg, Tensor? TokenMask = null);
 
 /// <summary>Extra UNet inputs of a tool: channels concatenated to the scaled latents (9-channel inpainting) and/or
 /// residuals added inside the UNet (ControlNet). Runs on the full CFG batch.</summary>
@@ -16,7 +17,7 @@ public interface IUNetAddition : IDisposable
     Tensor Input(Tensor scaledLatents) => scaledLatents;
     /// <summary>Residuals for this step (already × scale), or null when inactive.</summary>
     /// <param name="scaledLatents">the 4-channel scaled model input</param>
-    /// <param name="condition">the encoder_hidden_states the UNet gets (model dtype)</param>
+    /// <param name="condition">the encoder_hidden_states the UNet gets (model dtype); its padding, if any, is <see cref="StepContext.TokenMask"/></param>
     UNetResiduals? Residuals(StepContext step, Tensor scaledLatents, Tensor condition, ScalarType dtype) => null;
 }
 

@@ -32,6 +32,29 @@ public class ControlNetTests
     }
 
     [Fact]
+    public void A_masked_padded_condition_row_gives_the_residuals_of_the_row_alone()
+    {
+        using var model = ControlNetModel.FromPretrained(Net);
+        using (no_grad())
+            foreach (var (name, p) in model.named_parameters())
+                if (name.Contains("attn2.to_v.")) p.mul_(30); // make the random model's residuals depend on the condition
+        using var _ = inference_mode();
+        var g = new Generator(2);
+        using var sample = randn([2, 4, 16, 16], generator: g);
+        using var t = tensor(new long[] { 300, 600 });
+        using var embedding = model.EmbedControl(rand([2, 3, 128, 128], generator: g), ScalarType.Float32);
+        using var longRow = randn([1, 7, model.Config.CrossAttentionDim], generator: g);
+        using var shortRow = randn([1, 3, model.Config.CrossAttentionDim], generator: g);
+        var (joined, mask) = Ella.Pipelines.TokenPadding.Join((longRow, null), (shortRow, null));
+        var masked = model.ForwardEmbedded(sample, t, joined, embedding, 1.0, mask);
+        var alone = model.ForwardEmbedded(sample[1..2], t[1..2], shortRow, embedding[1..2], 1.0);
+        var unmasked = model.ForwardEmbedded(sample, t, joined, embedding, 1.0);
+        TensorAssert.Close(alone.Mid, masked.Mid[1..2], "mid residual of the short row");
+        for (int i = 0; i < alone.Down.Count; i++) TensorAssert.Close(alone.Down[i], masked.Down[i][1..2], $"down residual {i}");
+        Assert.True((unmasked.Mid[1..2] - alone.Mid).abs().max().item<float>() > 1e-4, "without the mask the padding should change the residuals");
+    }
+
+    [Fact]
     public void Two_controlnets_at_half_scale_sum_to_one_at_full_scale()
     {
         using var doc = Fixtures.Json("tools", "cases.json");

@@ -83,17 +83,20 @@ public sealed class ControlNetModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
     }
 
     /// <summary>Residuals from a control embedding made by <see cref="EmbedControl"/>.</summary>
-    public UNetResiduals ForwardEmbedded(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, Tensor controlEmbedding, double conditioningScale)
+    /// <param name="encoderAttentionMask">[B, L] real condition tokens (1) and padding (0), as the UNet's; null reads every token</param>
+    public UNetResiduals ForwardEmbedded(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, Tensor controlEmbedding, double conditioningScale,
+        Tensor? encoderAttentionMask = null)
     {
         using var scope = NewDisposeScope();
+        var bias = EncoderAttentionMask.Bias(encoderAttentionMask, encoderHiddenStates, "ControlNet");
         long b = sample.shape[0];
         var t = timestep.reshape(-1);
         if (t.shape[0] == 1 && b > 1) t = t.expand(b);
         var temb = time_embedding.forward(time_proj.forward(t).to_type(time_embedding.DType)).to_type(sample.dtype);
         var hidden = conv_in.forward(sample) + controlEmbedding;
         var skips = new List<Tensor> { hidden };
-        foreach (var block in down_blocks) hidden = block.Run(hidden, temb, encoderHiddenStates, skips);
-        hidden = mid_block.forward(hidden, temb, encoderHiddenStates);
+        foreach (var block in down_blocks) hidden = block.Run(hidden, temb, encoderHiddenStates, skips, bias);
+        hidden = mid_block.Run(hidden, temb, encoderHiddenStates, bias);
         // x · 1.0 == x exactly, so the common scale 1 skips the multiply.
         Tensor Scaled(Tensor r) => conditioningScale == 1.0 ? r : r * conditioningScale;
         var down = skips.Select((skip, i) => Scaled(controlnet_down_blocks[i].forward(skip))).ToList();

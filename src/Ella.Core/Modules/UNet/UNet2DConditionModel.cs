@@ -85,7 +85,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     public Tensor Forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, UNetResiduals? residuals, Tensor? encoderAttentionMask = null)
     {
         using var scope = NewDisposeScope();
-        var bias = encoderAttentionMask is null ? null : EncoderAttentionBias(encoderAttentionMask, encoderHiddenStates);
+        var bias = EncoderAttentionMask.Bias(encoderAttentionMask, encoderHiddenStates, "UNet");
         long b = sample.shape[0];
         var t = timestep.reshape(-1);
         if (t.shape[0] == 1 && b > 1) t = t.expand(b);
@@ -114,15 +114,6 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         }
         hidden = Layers.OutputConv(conv_out, nn.functional.silu(conv_norm_out.forward(hidden)));
         return hidden.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>diffusers' conversion of a [B, L] keep-mask into an additive bias [B, 1, 1, L]: (1 − mask) · −10000.</summary>
-    static Tensor EncoderAttentionBias(Tensor mask, Tensor encoderHiddenStates)
-    {
-        long b = encoderHiddenStates.shape[0], l = encoderHiddenStates.shape[1];
-        if (mask.dim() != 2 || mask.shape[0] != b || mask.shape[1] != l)
-            throw new EllaException($"UNet: encoder attention mask [{string.Join(", ", mask.shape)}] does not match the encoder hidden states [{b}, {l}, …]");
-        return ((1.0 - mask.to(ScalarType.Float32, encoderHiddenStates.device)) * -10000.0).view(b, 1, 1, l);
     }
 
     /// <summary>Loads a diffusers <c>unet/</c> folder (config.json + diffusion_pytorch_model.safetensors).</summary>

@@ -60,7 +60,7 @@ public sealed class ControlNetAddition : IUNetAddition
             _embedding = _model.EmbedControl(_image, dtype).DetachFromDisposeScope();
         }
         var embedding = _embedding;
-        return _model.ForwardEmbedded(scaledLatents.to_type(dtype), step.Time.Tensor.to(scaledLatents.device), condition, embedding, scale);
+        return _model.ForwardEmbedded(scaledLatents.to_type(dtype), step.Time.Tensor.to(scaledLatents.device), condition, embedding, scale, step.TokenMask);
     }
 
     public void Dispose()
