@@ -64,7 +64,7 @@ public sealed class EllaConditioner : IConditioner
         _singleBatchInOrder = _groups.Count == 1 && _groups[0].Rows.SequenceEqual(Enumerable.Range(0, (int)Rows));
         if (_groups.Count > 1 && connector.TokensFollowText)
             using (NewDisposeScope())
-                TokenMask = TokenPadding.Mask(rowFeatures.Select(f => f.shape[1]).ToArray()).DetachFromDisposeScope();
+                TokenMask = TokenPadding.Mask(rowFeatures.Select(f => f.shape[1]).ToArray()).to(rowFeatures[0].device).DetachFromDisposeScope();
     }
 
     public long Rows { get; }
@@ -177,7 +177,8 @@ public sealed class ConcatConditioner(IConditioner first, IConditioner second) :
         var a = first.At(t);
         var b = second.At(t);
         if (_mask is null && (first.TokenMask is not null || second.TokenMask is not null))
-            _mask = cat([first.TokenMask ?? ones(a.shape[0], a.shape[1]), second.TokenMask ?? ones(b.shape[0], b.shape[1])], 1).DetachFromDisposeScope();
+            _mask = cat([first.TokenMask?.to(a.device) ?? ones(a.shape[0], a.shape[1], device: a.device),
+                second.TokenMask?.to(a.device) ?? ones(b.shape[0], b.shape[1], device: a.device)], 1).DetachFromDisposeScope();
         return cat([a, b.to_type(a.dtype)], 1).MoveToOuterDisposeScope();
     }
 
@@ -225,7 +226,7 @@ public static class TokenPadding
         if (parts.All(p => p.Mask is null && p.Condition.shape[1] == tokens)) return (joined.MoveToOuterDisposeScope(), null);
         var masks = parts.Select(p =>
         {
-            var m = p.Mask ?? ones(p.Condition.shape[0], p.Condition.shape[1], device: p.Condition.device);
+            var m = p.Mask?.to(p.Condition.device) ?? ones(p.Condition.shape[0], p.Condition.shape[1], device: p.Condition.device);
             return m.shape[1] == tokens ? m : nn.functional.pad(m, [0, tokens - m.shape[1]]);
         }).ToArray();
         return (joined.MoveToOuterDisposeScope(), cat(masks, 0).MoveToOuterDisposeScope());
