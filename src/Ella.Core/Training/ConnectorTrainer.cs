@@ -164,7 +164,7 @@ public sealed class ConnectorTrainer : IDisposable
             for (int i = 0; i < idx.Length; i++) outputs[idx[i]] = output[i..(i + 1)];
         }
         var (condition, mask) = Pipelines.TokenPadding.Join(outputs.Select(o => (o, (Tensor?)null)).ToArray());
-        return (condition.MoveToOuterDisposeScope(), mask?.to(_device).MoveToOuterDisposeScope());
+        return (condition.MoveToOuterDisposeScope(), mask?.MoveToOuterDisposeScope());
     }
 
     public void Dispose()

@@ -283,7 +283,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
     }
 
     /// <summary>Index of the first connector scene in the training stream (the base's scenes come from other indices).</summary>
-    const long ConnectorDataStart = 2_000_000_000;
+    public const long ConnectorDataStart = 2_000_000_000;
 
     /// <summary>The draws that reword one connector scene's caption: a stream of its own, so scenes and captions stay as without synonyms.</summary>
     WorldRandom SynonymRandom(long index) => new(WorldRandom.Derive(0x73796E6F6E796D73UL ^ (ulong)o.Seed, index));

@@ -75,7 +75,7 @@ public sealed class WorldTrainTests : IDisposable
         // --connector-synonyms: the connector's captions are the same scenes' captions reworded, in folders of their own.
         var reworded = File.ReadLines(Path.Combine(_dir, "work-base", "3-data-synonyms", "metadata.jsonl"))
             .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("text").GetString()!).ToList();
-        var plain = Ella.World.Splits.WorldFiles.Items(Ella.World.Splits.WorldSplit.Train, 2_000_000_000, 8, 3).Select(i => i.DenseCaption).ToList();
+        var plain = Ella.World.Splits.WorldFiles.Items(Ella.World.Splits.WorldSplit.Train, WorldRecipe.ConnectorDataStart, 8, 3).Select(i => i.DenseCaption).ToList();
         Assert.Equal(plain, reworded.Select(Ella.World.Language.CaptionSynonyms.Canonical));
         Assert.NotEqual(plain, reworded);
         Assert.True(Directory.Exists(Path.Combine(_dir, "work-base", "3-cache-minilm-synonyms")));
