@@ -7,13 +7,19 @@ namespace Ella.Native;
 
 /// <summary>
 /// Lets MKL (linked into libtorch_cpu.so; libtorch's float32 matmuls, linears and the matmuls inside its fused
-/// attention) use its AVX-512 kernels on AMD CPUs that have AVX-512 (Zen 4 and later). MKL picks its code path by
-/// asking <c>mkl_serv_intel_cpu_true()</c> whether the CPU is an Intel one, and on any other vendor it stays on AVX2:
-/// half the rate of the same cores (measured on a 2-core Zen 4: [4096, 320] · [320, 320] 175 GFLOP/s, 410 with the
-/// answer forced). libtorch_cpu.so calls that function through its procedure linkage table, so this class points the
-/// table's slot at a function that answers yes (the kernels still check each instruction set they use: only the vendor
-/// test changes). Nothing is done on Intel CPUs, CPUs without AVX-512, other operating systems, a libtorch without that
-/// symbol, or with <c>ELLA_MKL_DISPATCH=vendor</c>. It must run before the first matmul: MKL caches its choice.
+/// attention) run its Intel code paths on AMD CPUs. MKL picks its code path by asking <c>mkl_serv_intel_cpu_true()</c>
+/// whether the CPU is an Intel one, and on any other vendor it takes a generic path:
+/// <list type="bullet">
+/// <item>on AMD CPUs with AVX-512 (Zen 4 and later) it stays on AVX2, half the rate of the same cores (measured on a
+/// 2-core Zen 4: [4096, 320] · [320, 320] 175 GFLOP/s, 410 with the answer forced);</item>
+/// <item>on AVX2-only AMD CPUs (Zen 3) its small and mid-sized products are slower than its Intel AVX2 path (measured
+/// on a 2-core Zen 3, four alternating pairs of processes: a TSC step, whose matmuls have 128 rows, 0.26–0.32 s
+/// against 0.18–0.23 s with the answer forced).</item>
+/// </list>
+/// libtorch_cpu.so calls that function through its procedure linkage table, so this class points the table's slot at a
+/// function that answers yes (the kernels still check each instruction set they use: only the vendor test changes).
+/// Nothing is done on Intel CPUs, CPUs without AVX2, other operating systems, a libtorch without that symbol, or with
+/// <c>ELLA_MKL_DISPATCH=vendor</c>. It must run before the first matmul: MKL caches its choice.
 /// </summary>
 public static unsafe class MklCpuDispatch
 {
@@ -23,7 +29,7 @@ public static unsafe class MklCpuDispatch
     /// <summary>What <see cref="Apply"/> did, for <c>ella info</c> and <c>ella bench</c>.</summary>
     public static string State { get; private set; } = "not applied";
 
-    /// <summary>Whether MKL now takes its AVX-512 path on this AMD CPU.</summary>
+    /// <summary>Whether MKL now takes its Intel code paths (AVX-512 where the CPU has it) on this AMD CPU.</summary>
     public static bool Applied { get; private set; }
 
     static bool _attempted;
@@ -36,7 +42,7 @@ public static unsafe class MklCpuDispatch
 
     const int ProtRead = 1, ProtWrite = 2;
 
-    /// <summary>Applies the change once, when the CPU is an AMD one with AVX-512 and libtorch_cpu.so is loaded.</summary>
+    /// <summary>Applies the change once, when the CPU is an AMD one with AVX2 and libtorch_cpu.so is loaded.</summary>
     public static void Apply(CpuInfo? cpu = null)
     {
         if (_attempted) return;
@@ -54,9 +60,9 @@ public static unsafe class MklCpuDispatch
             throw new EllaException($"ELLA_MKL_DISPATCH: '{setting}' is not known (choose auto, the default, or vendor)");
         }
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) { State = "not x86-64 Linux: MKL's own dispatch"; return; }
-        if (!cpu.Vendor.Contains("AMD", StringComparison.OrdinalIgnoreCase) || !cpu.Has("avx512f"))
+        if (!Qualifies(cpu))
         {
-            State = "MKL's own dispatch (needed only on AMD CPUs with AVX-512)";
+            State = "MKL's own dispatch (needed only on AMD CPUs)";
             return;
         }
         try
@@ -74,13 +80,16 @@ public static unsafe class MklCpuDispatch
             *slot = (nint)(delegate* unmanaged<int>)&IntelCpuTrue;
             if (!writable) Mprotect((IntPtr)page, 4096, ProtRead);
             Applied = true;
-            State = "MKL takes its AVX-512 path on this AMD CPU (its vendor test answered yes; ELLA_MKL_DISPATCH=vendor turns it off)";
+            State = $"MKL takes its Intel code paths ({(cpu.Has("avx512f") ? "AVX-512" : "AVX2")}) on this AMD CPU (its vendor test answered yes; ELLA_MKL_DISPATCH=vendor turns it off)";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidDataException or DllNotFoundException or EntryPointNotFoundException)
         {
             State = $"MKL's own dispatch ({e.Message})";
         }
     }
+
+    /// <summary>Whether <see cref="Apply"/> changes MKL's dispatch on <paramref name="cpu"/>: an AMD CPU with AVX2.</summary>
+    public static bool Qualifies(CpuInfo cpu) => cpu.Vendor.Contains("AMD", StringComparison.OrdinalIgnoreCase) && cpu.Has("avx2");
 
     /// <summary>Whether the mapping that holds <paramref name="address"/> is writable, from /proc/self/maps.</summary>
     static bool IsWritable(long address)

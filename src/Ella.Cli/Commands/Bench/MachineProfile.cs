@@ -112,7 +112,8 @@ public sealed class MachineProfile
         ["linear_gflops"] = Linear.ToDictionary(kv => LinearKernel.Name(kv.Key), kv => (object?)Math.Round(kv.Value.Gflops, 2)),
         ["linear_kernel"] = LinearKernel.Name(LinearKernelInUse),
         ["malloc_keeps_freed_memory"] = Native.MallocTuning.Applied,
-        ["mkl_avx512_on_amd"] = Native.MklCpuDispatch.Applied,
+        ["mkl_intel_paths_on_amd"] = Native.MklCpuDispatch.Applied,
+        ["mkl_avx512_on_amd"] = Native.MklCpuDispatch.Applied && Cpu.Has("avx512f"),
         ["emulated_dtypes"] = Emulated.Select(DTypeChoice.Name).ToList(),
         ["other_processes_busy_cores"] = OtherProcessesBusyCores is { } b ? Math.Round(b, 2) : null,
     };
