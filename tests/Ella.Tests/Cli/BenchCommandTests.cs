@@ -146,6 +146,30 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Equal(["t5_encode", "tsc_step"], skipped.Stages.Select(s => s.Key));
     }
 
+    /// <summary>An emulated dtype's "peak" is its fallback's rate on a small problem: its stages get no efficiency.</summary>
+    [Fact]
+    public void An_emulated_dtype_reports_times_and_limits_but_no_efficiency()
+    {
+        var machine = MachineProfile.Measure([ScalarType.Float32], TextWriter.Null, quick: true, cpu: Amd());
+        DTypeResult Result(ScalarType dtype, bool emulated)
+        {
+            var r = new DTypeResult(dtype, emulated);
+            r.Stages.Add(new StageTiming("tsc_step", "TSC step", new TimingStats(1.0, 1.0, 1.0, 1), Flops: 15.8e9));
+            return r;
+        }
+        var json = BenchReport.Json(machine, [Result(ScalarType.Float32, false), Result(ScalarType.BFloat16, true)], psnr: null, size: 64, runs: 1);
+        var fp32 = (Dictionary<string, object?>)json["fp32"]!;
+        var bf16 = (Dictionary<string, object?>)json["bf16"]!;
+        Assert.Equal(Math.Round(15.8 / machine.PeakGflops(ScalarType.Float32), 4), (double)fp32["tsc_step_efficiency"]!, 6);
+        Assert.Equal(1.0, (double)bf16["tsc_step_s"]!);
+        Assert.True((double)bf16["tsc_step_limit_s"]! > 0);
+        Assert.True(bf16.ContainsKey("tsc_step_efficiency"));
+        Assert.Null(bf16["tsc_step_efficiency"]);
+        var table = new StringWriter();
+        BenchReport.Table(table, machine, [Result(ScalarType.BFloat16, true)], psnr: null, size: 64, runs: 1);
+        Assert.Contains("– (emulated)", table.ToString());
+    }
+
     [Theory]
     [InlineData("--dtypes", "fp16", "fp16")]
     [InlineData("--dtypes", "int8", "int8")]

@@ -40,7 +40,7 @@ public static class BenchReport
                 if (s == null || s.Flops <= 0) continue;
                 d[$"{key}_gflop"] = Math.Round(s.Flops / 1e9, 3);
                 d[$"{key}_limit_s"] = Round(s.Flops / (peak * 1e9));
-                d[$"{key}_efficiency"] = s.Efficiency(peak) is { } e ? Math.Round(e, 4) : null;
+                d[$"{key}_efficiency"] = Efficiency(r, s, peak) is { } e ? Math.Round(e, 4) : null;
             }
             if (ControlNetOverUnet(r) is { } ratio) d["controlnet_over_unet"] = Math.Round(ratio, 4);
             d["peak_rss_mb"] = Math.Round(r.PeakRssMb);
@@ -75,7 +75,7 @@ public static class BenchReport
             Row(label, r => r.Stage(key) is { } s ? s.Time?.ToString() ?? "skipped" : "–");
             if (results.All(r => r.Stage(key) is not { Flops: > 0 })) continue;
             Row($"  GFLOP / limit / efficiency", r => r.Stage(key) is { Flops: > 0 } s
-                ? $"{s.Flops / 1e9:F1} / {s.Flops / (machine.PeakGflops(r.DType) * 1e9):F3} / {(s.Efficiency(machine.PeakGflops(r.DType)) is { } e ? $"{100 * e:F0} %" : "–")}"
+                ? $"{s.Flops / 1e9:F1} / {s.Flops / (machine.PeakGflops(r.DType) * 1e9):F3} / {(Efficiency(r, s, machine.PeakGflops(r.DType)) is { } e ? $"{100 * e:F0} %" : r.Emulated ? "– (emulated)" : "–")}"
                 : "–");
         }
         if (results.Any(r => ControlNetOverUnet(r) != null))
@@ -94,6 +94,13 @@ public static class BenchReport
     static readonly string[] Keys = [.. ModelKeys, .. ToolKeys];
 
     /// <summary>A ControlNet step over the UNet step it accompanies, both measured in this run.</summary>
+    /// <summary>
+    /// A stage's efficiency (achieved FLOP/s ÷ the dtype's peak), or null for an emulated dtype: its "peak" is a small
+    /// problem's rate in libtorch's fallback loops, which some stages' shapes beat many times over (a bf16 TSC step ran
+    /// at 15 GFLOP/s against an emulated matmul "peak" of 1.3 on a Zen 3), so the ratio would mean nothing.
+    /// </summary>
+    public static double? Efficiency(DTypeResult r, StageTiming s, double peakGflops) => r.Emulated ? null : s.Efficiency(peakGflops);
+
     public static double? ControlNetOverUnet(DTypeResult r) =>
         r.Stage("controlnet_step")?.Time is { Median: > 0 } c && r.Stage("unet_step")?.Time is { Median: > 0 } u ? c.Median / u.Median : null;
 
