@@ -93,7 +93,6 @@ public static class BenchReport
     static readonly string[] ToolKeys = ["controlnet_embed", "controlnet_step", "lora_first_merge", "lora_merge", "lora_unmerge"];
     static readonly string[] Keys = [.. ModelKeys, .. ToolKeys];
 
-    /// <summary>A ControlNet step over the UNet step it accompanies, both measured in this run.</summary>
     /// <summary>
     /// A stage's efficiency (achieved FLOP/s ÷ the dtype's peak), or null for an emulated dtype: its "peak" is a small
     /// problem's rate in libtorch's fallback loops, which some stages' shapes beat many times over (a bf16 TSC step ran
@@ -101,6 +100,7 @@ public static class BenchReport
     /// </summary>
     public static double? Efficiency(DTypeResult r, StageTiming s, double peakGflops) => r.Emulated ? null : s.Efficiency(peakGflops);
 
+    /// <summary>A ControlNet step over the UNet step it accompanies, both measured in this run.</summary>
     public static double? ControlNetOverUnet(DTypeResult r) =>
         r.Stage("controlnet_step")?.Time is { Median: > 0 } c && r.Stage("unet_step")?.Time is { Median: > 0 } u ? c.Median / u.Median : null;
 
