@@ -284,7 +284,7 @@ public sealed partial class EllaPipeline : IDisposable
         var tokenizer = StableDiffusion.Tokenizer!;
         int chunks = ClipChunks(r);
         if (!negative && chunks > 1)
-            warnings.Add($"prompt longer than {ClipPromptChunks.ChunkLength} CLIP tokens: encoded as {chunks} chunks of {ClipPromptChunks.ChunkLength} (+ start/end), as Automatic1111 does");
+            warnings.Add($"prompt longer than {ClipPromptChunks.ChunkLength(tokenizer)} CLIP tokens: encoded as {chunks} chunks of {ClipPromptChunks.ChunkLength(tokenizer)} (+ start/end), as Automatic1111 does");
         using var scope = NewDisposeScope();
         var encoded = new Dictionary<string, Tensor>();
         var rows = prompts.Select(p => encoded.TryGetValue(p, out var e) ? e

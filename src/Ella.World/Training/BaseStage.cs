@@ -32,7 +32,7 @@ public sealed class BaseStage(AutoencoderKL vae, ClipTextModel clip, ClipTokeniz
         var t = randint(0, objective.NumTrainTimesteps, [items.Count], dtype: ScalarType.Int64, generator: rng);
         var drop = rand([items.Count], generator: rng).data<float>().ToArray();
         var captions = items.Select((item, i) => drop[i] < captionDropout ? "" : item.ShortCaption).ToList();
-        var text = clip.Encode(tokenizer.InputIds(captions, 77));
+        var text = clip.Encode(tokenizer.InputIds(captions, clip.Config.MaxPositionEmbeddings));
         var noisy = objective.AddNoise(latents, noise, t);
         var dtype = unet.parameters().First().dtype;
         var pred = unet.forward(noisy.to(dtype), t, text.LastHiddenState.to(dtype)).to(ScalarType.Float32);

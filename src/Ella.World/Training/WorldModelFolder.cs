@@ -47,6 +47,19 @@ public static class WorldModelFolder
         connector.Save(path, meta);
     }
 
+    /// <summary>
+    /// Sets tokenizer/tokenizer_config.json's model_max_length (what the pipeline pads and truncates a CLIP prompt to)
+    /// to the base CLIP's context; any other key is kept as it is.
+    /// </summary>
+    public static void SetTokenizerMaxLength(string tokenizerDir, int maxLength)
+    {
+        string path = Path.Combine(tokenizerDir, "tokenizer_config.json");
+        var config = File.Exists(path) ? JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? new JsonObject() : new JsonObject();
+        if (config["model_max_length"]?.GetValue<long>() == maxLength) return;
+        config["model_max_length"] = maxLength;
+        File.WriteAllText(path, config.ToJsonString());
+    }
+
     public static void WriteIndex(string modelDir, string command)
     {
         var index = new JsonObject

@@ -11,6 +11,13 @@ namespace Ella.World.Training;
 public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int UNetLayersPerBlock, int Width, int ClipLayers, int ConnectorBlocks)
 {
     /// <summary>
+    /// The base CLIP's context in tokens (its max_position_embeddings and its tokenizer's model_max_length): 77 as
+    /// SD1.5's. The short captions the base learns from are at most 16 words, so a 77-token context is mostly
+    /// padding, every padding position a causal summary of the whole caption.
+    /// </summary>
+    public int ClipMaxLength { get; init; } = 77;
+
+    /// <summary>
     /// The shipped sizes: two UNet layers per block and width 64 (base CLIP + UNet: 9.5 M parameters), whose token
     /// embedding (49,408 × 64) keeps the folder under 30 MB with the connectors and ablations. A width-96 base (linear
     /// schedule) scored 1.6 points higher on the eval set and 5.3 lower on paraphrases than the shipped width-64 one
@@ -42,7 +49,7 @@ public sealed record WorldModelSizes(int[] VaeChannels, int[] UNetChannels, int 
     public ClipTextConfig Clip() => new()
     {
         VocabSize = 49408, HiddenSize = Width, IntermediateSize = 4 * Width, NumHiddenLayers = ClipLayers,
-        NumAttentionHeads = Math.Max(1, Width / 32), MaxPositionEmbeddings = 77, HiddenAct = "quick_gelu", ProjectionDim = Width,
+        NumAttentionHeads = Math.Max(1, Width / 32), MaxPositionEmbeddings = ClipMaxLength, HiddenAct = "quick_gelu", ProjectionDim = Width,
         ModelType = "clip_text_model",
     };
 

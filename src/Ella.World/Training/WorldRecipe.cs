@@ -169,6 +169,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         foreach (var f in new[] { "vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json" })
             if (File.Exists(Path.Combine(o.ClipTokenizer, f)) && Path.GetFullPath(o.ClipTokenizer) != Path.GetFullPath(tokDir))
                 File.Copy(Path.Combine(o.ClipTokenizer, f), Path.Combine(tokDir, f), overwrite: true);
+        WorldModelFolder.SetTokenizerMaxLength(tokDir, o.Sizes.ClipMaxLength);
         string schedDir = Path.Combine(o.ModelDir, "scheduler");
         Directory.CreateDirectory(schedDir);
         File.WriteAllText(Path.Combine(schedDir, "scheduler_config.json"), scheduler.ToJson());

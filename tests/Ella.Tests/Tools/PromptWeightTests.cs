@@ -53,6 +53,7 @@ public class PromptWeightTests
     public void Long_prompts_are_split_into_chunks_of_75()
     {
         var tok = Tokenizer.Value;
+        Assert.Equal(75, ClipPromptChunks.ChunkLength(tok));
         var chunks = ClipPromptChunks.Tokenize(tok, string.Join(" ", Enumerable.Repeat("cat", 80)));
         Assert.Equal(2, chunks.Count);
         int cat = tok.EncodeIds("cat")[1];
@@ -65,6 +66,29 @@ public class PromptWeightTests
         Assert.Equal(75, chunks[0].Ids.Count(i => i == cat));
         Assert.Equal(5, chunks[1].Ids.Count(i => i == cat));
         Assert.Equal(tok.EosId, chunks[1].Ids[6]);
+    }
+
+    [Fact]
+    public void A_tokenizer_with_a_shorter_context_gets_chunks_of_its_own_length()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "ella-clip24-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string clip = Path.Combine(Fixtures.SharedData, "clip");
+            foreach (var f in new[] { "vocab.json", "merges.txt" }) File.Copy(Path.Combine(clip, f), Path.Combine(dir, f));
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"model_max_length": 24, "pad_token": "<|endoftext|>"}""");
+            var tok = ClipTokenizer.FromPretrained(dir);
+            Assert.Equal(22, ClipPromptChunks.ChunkLength(tok));
+            var chunks = ClipPromptChunks.Tokenize(tok, string.Join(" ", Enumerable.Repeat("cat", 30)));
+            Assert.Equal(2, chunks.Count);
+            int cat = tok.EncodeIds("cat")[1];
+            Assert.All(chunks, c => Assert.Equal(24, c.Ids.Length));
+            Assert.Equal(22, chunks[0].Ids.Count(i => i == cat));
+            Assert.Equal(8, chunks[1].Ids.Count(i => i == cat));
+            Assert.Equal(tok.EosId, chunks[1].Ids[9]);
+        }
+        finally { Directory.Delete(dir, true); }
     }
 
     [Fact]

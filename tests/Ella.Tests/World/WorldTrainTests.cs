@@ -99,11 +99,36 @@ public sealed class WorldTrainTests : IDisposable
         Assert.Equal("squaredcos_cap_v2", scheduler.GetProperty("beta_schedule").GetString());
     }
 
+    [Fact]
+    public void Clip_max_length_sets_the_base_clips_context_and_its_tokenizers_and_the_world_still_generates_in_both_modes()
+    {
+        string model = Path.Combine(_dir, "model");
+        var r = CliRunner.Run("world", "train", "--size", "tiny", "--clip-max-length", "24", "--vae-steps", "1", "--base-steps", "1", "--connector-steps", "1",
+            "--connector-samples", "4", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work"), "--out", model);
+        Assert.True(r.ExitCode == 0, r.Error);
+        var clip = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "text_encoder", "config.json"))).RootElement;
+        Assert.Equal(24, clip.GetProperty("max_position_embeddings").GetInt32());
+        using (var weights = SafetensorsFile.Open(Path.Combine(model, "text_encoder", "model.safetensors")))
+            Assert.Equal(24, weights.GetInfo("text_model.embeddings.position_embedding.weight").Shape[0]);
+        var tokenizer = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "tokenizer", "tokenizer_config.json"))).RootElement;
+        Assert.Equal(24, tokenizer.GetProperty("model_max_length").GetInt32());
+        Assert.Equal("<|endoftext|>", tokenizer.GetProperty("pad_token").GetString());
+        foreach (var mode in new[] { "clip", "ella" })
+        {
+            string png = Path.Combine(_dir, $"{mode}.png");
+            var g = CliRunner.Run("generate", "--sd", model, "--ella", Path.Combine(model, "ella", "connector.safetensors"), "--mode", mode, "--prompt", "a large red circle to the left of a small blue square on a white background and two green triangles above it",
+                "--steps", "2", "--width", "64", "--height", "64", "-o", png);
+            Assert.True(g.ExitCode == 0, g.Error);
+            Assert.True(File.Exists(png));
+        }
+    }
+
     [Theory]
     [InlineData("--vae-steps", "3")]
     [InlineData("--token-embedding-std", "1.0")]
     [InlineData("--dtype", "bf16")]
     [InlineData("--width", "64")]
+    [InlineData("--clip-max-length", "24")]
     [InlineData("--beta-schedule", "squaredcos_cap_v2")]
     public void Stage_1_and_2_flags_with_base_exit_2_naming_them(string flag, string value)
     {
@@ -214,6 +239,8 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--unet-layers", "0")]
     [InlineData("--width", "48")]
     [InlineData("--width", "0")]
+    [InlineData("--clip-max-length", "4")]
+    [InlineData("--clip-max-length", "78")]
     [InlineData("--beta-schedule", "scaled_linear")]
     [InlineData("--connectors", "gru")]
     [InlineData("--vae-steps", "0")]

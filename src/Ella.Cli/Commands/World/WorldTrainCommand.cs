@@ -39,6 +39,7 @@ public static class WorldTrainCommand
         var baseFrom = new Option<string?>("--base") { Description = "Skip stages 1–2 and train only the connectors (--connectors) against this trained shapes-world folder (vae/, text_encoder/, tokenizer/, unet/, scheduler/), e.g. models/shapes-world; a different --out gets a copy of those first" };
         var unetLayers = new Option<int?>("--unet-layers") { Description = $"UNet layers_per_block (default {sizes.UNetLayersPerBlock})" };
         var width = new Option<int?>("--width") { Description = $"Width of the base CLIP, the UNet's cross_attention_dim and the connectors (default {sizes.Width}; a multiple of 32: CLIP has width / 32 heads). Its token embedding is 49,408 × width, most of the text encoder's size" };
+        var clipMaxLength = new Option<int?>("--clip-max-length") { Description = $"The base CLIP's context in tokens (max_position_embeddings and the tokenizer's model_max_length; default {sizes.ClipMaxLength}, as SD1.5's). Prompts in --mode clip are truncated to it; the short captions are at most 16 words" };
         var tokenStd = new Option<double>("--token-embedding-std") { Description = "Initial std of the base CLIP's token embeddings (the recipe: 1.0, which makes the base read its words; 0.02 as transformers, see README)", DefaultValueFactory = _ => defaults.TokenEmbeddingStd };
         var threads = new Option<int?>("--threads") { Description = "Torch threads (default: physical cores)" };
         var dtype = new Option<string>("--dtype")
@@ -54,7 +55,7 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorSynonyms, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, tokenStd, prediction, betaSchedule, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorSynonyms, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, clipMaxLength, tokenStd, prediction, betaSchedule, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -87,7 +88,7 @@ public static class WorldTrainCommand
                 {
                     ("--vae", p.GetValue(vaeFrom) != null), ("--vae-steps", p.GetValue(vaeSteps) != null), ("--base-steps", p.GetValue(baseSteps) != null),
                     ("--vae-channels", p.GetValue(vaeChannels) != null), ("--unet-channels", p.GetValue(unetChannels) != null),
-                    ("--unet-layers", p.GetValue(unetLayers) != null), ("--width", p.GetValue(width) != null), ("--token-embedding-std", p.GetResult(tokenStd) is { Implicit: false }),
+                    ("--unet-layers", p.GetValue(unetLayers) != null), ("--width", p.GetValue(width) != null), ("--clip-max-length", p.GetValue(clipMaxLength) != null), ("--token-embedding-std", p.GetResult(tokenStd) is { Implicit: false }),
                     ("--prediction", p.GetResult(prediction) is { Implicit: false }), ("--beta-schedule", p.GetResult(betaSchedule) is { Implicit: false }), ("--dtype", p.GetResult(dtype) is { Implicit: false }),
                 };
                 if (stageFlags.Where(f => f.Given).Select(f => f.Flag).ToList() is { Count: > 0 } given)
@@ -97,7 +98,7 @@ public static class WorldTrainCommand
             var options = new WorldTrainOptions
             {
                 WorkDir = p.GetValue(work)!, ModelDir = p.GetValue(output)!, ClipTokenizer = tok, Seed = p.GetValue(seed),
-                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : sizes, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers), p.GetValue(width)),
+                Sizes = Sizes(p.GetValue(size) == "tiny" ? WorldModelSizes.Tiny : sizes, p.GetValue(vaeChannels), p.GetValue(unetChannels), p.GetValue(unetLayers), p.GetValue(width), p.GetValue(clipMaxLength)),
                 BaseComputeDtype = computeDtype.DType,
                 TokenEmbeddingStd = p.GetValue(tokenStd) is var std && double.IsFinite(std) && std > 0 ? std : throw new EllaException($"--token-embedding-std {p.GetValue(tokenStd)}: must be a positive number"),
                 Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
@@ -147,8 +148,13 @@ public static class WorldTrainCommand
         return Path.GetFullPath(path);
     }
 
-    static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet, int? unetLayers, int? width)
+    static WorldModelSizes Sizes(WorldModelSizes s, string? vae, string? unet, int? unetLayers, int? width, int? clipMaxLength)
     {
+        if (clipMaxLength is { } m)
+        {
+            if (m is < 8 or > 77) throw new EllaException($"--clip-max-length {m}: choose 8 to 77 tokens (the short captions need up to ~20 with BOS and EOS)");
+            s = s with { ClipMaxLength = m };
+        }
         if (width is { } w)
         {
             if (w < 32 || w % 32 != 0) throw new EllaException($"--width {w}: must be a positive multiple of 32 (CLIP's heads are 32 wide)");

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Ella.Text.PromptWeights;
 
 /// <summary>
-/// CLIP conditions with Automatic1111's prompt weights: each 77-token chunk is encoded, its hidden states are
+/// CLIP conditions with Automatic1111's prompt weights: each 77-token chunk (model_max_length tokens) is encoded, its hidden states are
 /// multiplied by their tokens' weights, and the chunk is rescaled to its original mean; chunks are concatenated along
 /// the token axis (77·k tokens). A prompt without weights and within 75 tokens gives exactly SD's plain encoding.
 /// </summary>
