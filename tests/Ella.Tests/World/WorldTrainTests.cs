@@ -129,6 +129,7 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--dtype", "bf16")]
     [InlineData("--width", "64")]
     [InlineData("--clip-max-length", "24")]
+    [InlineData("--vae-latent-preview", "1")]
     [InlineData("--beta-schedule", "squaredcos_cap_v2")]
     public void Stage_1_and_2_flags_with_base_exit_2_naming_them(string flag, string value)
     {
@@ -168,6 +169,38 @@ public sealed class WorldTrainTests : IDisposable
         Assert.True((straight - resumed).abs().max().item<float>() == 0, "resumed weights differ from an uninterrupted run");
         Assert.True(StageLoop.IsDone(Path.Combine(_dir, "b")));
         Assert.Equal(6, File.ReadAllLines(Path.Combine(_dir, "b", "log.jsonl")).Length);
+    }
+
+    [Fact]
+    public void The_latent_preview_reads_the_latent_in_units_of_its_std_and_pulls_two_colours_apart()
+    {
+        manual_seed(3);
+        using var preview = new VaeStage.LatentPreview(4, 1.0);
+        // Left half red, right half green (in [-1, 1]); a 4-channel latent on a 4×4 grid.
+        var image = zeros(1, 3, 16, 16);
+        image[0, 0, .., ..8] = 0.8; image[0, 1, .., ..8] = -0.76; image[0, 0, .., 8..] = -0.76; image[0, 1, .., 8..] = 0.3;
+        var latent = randn(1, 4, 4, 4);
+        using (no_grad())
+            Assert.Equal(preview.Loss(latent, image).item<float>(), preview.Loss(latent * 10, image).item<float>(), 4);
+        // The gradient on the latent points to a larger red–green gap: moving along it lowers the loss.
+        var z = latent.clone().requires_grad_(true);
+        preview.Loss(z, image).backward();
+        Assert.True(z.grad is not null && z.grad.abs().sum().item<float>() > 0);
+        using (no_grad())
+            Assert.True(preview.Loss(z - 0.1 * z.grad!, image).item<float>() < preview.Loss(latent, image).item<float>());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new VaeStage.LatentPreview(4, 0));
+    }
+
+    [Fact]
+    public void A_tiny_recipe_with_the_latent_preview_checkpoints_the_map_beside_the_vae()
+    {
+        var r = CliRunner.Run("world", "train", "--size", "tiny", "--vae-latent-preview", "1", "--vae-steps", "2", "--base-steps", "1", "--connector-steps", "1",
+            "--connector-samples", "4", "--batch", "2", "--clip-tokenizer", ClipVocabulary, "--work", Path.Combine(_dir, "work"), "--out", Path.Combine(_dir, "model"));
+        Assert.True(r.ExitCode == 0, r.Error);
+        Assert.Contains("latent preview regulariser, weight 1", r.Error);
+        var checkpoint = Directory.GetDirectories(Path.Combine(_dir, "work", "1-vae"), "checkpoint-*").Single();
+        Assert.Contains(Directory.GetFiles(checkpoint), f => Path.GetFileName(f).StartsWith("vae-preview"));
+        Assert.True(File.Exists(Path.Combine(_dir, "model", "vae", "diffusion_pytorch_model.safetensors")));
     }
 
     static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
@@ -241,6 +274,7 @@ public sealed class WorldTrainTests : IDisposable
     [InlineData("--width", "0")]
     [InlineData("--clip-max-length", "4")]
     [InlineData("--clip-max-length", "78")]
+    [InlineData("--vae-latent-preview", "-1")]
     [InlineData("--beta-schedule", "scaled_linear")]
     [InlineData("--connectors", "gru")]
     [InlineData("--vae-steps", "0")]

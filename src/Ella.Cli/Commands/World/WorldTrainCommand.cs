@@ -21,6 +21,7 @@ public static class WorldTrainCommand
         var clipTokenizer = new Option<string?>("--clip-tokenizer") { Description = "CLIP vocabulary folder (vocab.json + merges.txt); default: tests/data/clip of this repository" };
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initial weights", DefaultValueFactory = _ => 0 };
         var size = new Option<string>("--size") { Description = "Model sizes: default (the shipped model) | tiny (tests)", DefaultValueFactory = _ => "default" };
+        var vaePreview = new Option<double?>("--vae-latent-preview") { Description = "Stage 1's latent-geometry regulariser weight W (default 0: off): a unit-norm linear map from the standardised latent must reproduce the image pooled to 16×16, so colours lie as far apart in the latent as in RGB" };
         var vaeSteps = new Option<int?>("--vae-steps") { Description = $"Stage 1 steps (default {defaults.Vae.MaxSteps}, batch {defaults.Vae.Batch})" };
         var baseSteps = new Option<int?>("--base-steps") { Description = $"Stage 2 steps (default {defaults.Base.MaxSteps}, batch {defaults.Base.Batch}; the shipped weights are the exponential moving average, decay 0.999)" };
         var connectorSteps = new Option<int?>("--connector-steps") { Description = $"Stage 3 steps per connector (default {defaults.Connector.MaxSteps}, batch {defaults.Connector.Batch})" };
@@ -55,7 +56,7 @@ public static class WorldTrainCommand
         };
         var command = new Command("train", "Train the shapes world end to end (VAE, base model, connectors); resumable")
         {
-            output, work, clipTokenizer, seed, size, vaeSteps, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorSynonyms, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, clipMaxLength, tokenStd, prediction, betaSchedule, vaeFrom, baseFrom, dtype, threads,
+            output, work, clipTokenizer, seed, size, vaeSteps, vaePreview, baseSteps, connectorSteps, connectorLr, connectorDistill, connectorSynonyms, connectorForeground, connectorDtype, batch, samples, connectors, vaeChannels, unetChannels, unetLayers, width, clipMaxLength, tokenStd, prediction, betaSchedule, vaeFrom, baseFrom, dtype, threads,
         };
         command.SetAction(p =>
         {
@@ -86,7 +87,7 @@ public static class WorldTrainCommand
                 // Stages 1–2 do not run: their flags would silently do nothing.
                 var stageFlags = new (string Flag, bool Given)[]
                 {
-                    ("--vae", p.GetValue(vaeFrom) != null), ("--vae-steps", p.GetValue(vaeSteps) != null), ("--base-steps", p.GetValue(baseSteps) != null),
+                    ("--vae", p.GetValue(vaeFrom) != null), ("--vae-steps", p.GetValue(vaeSteps) != null), ("--vae-latent-preview", p.GetValue(vaePreview) != null), ("--base-steps", p.GetValue(baseSteps) != null),
                     ("--vae-channels", p.GetValue(vaeChannels) != null), ("--unet-channels", p.GetValue(unetChannels) != null),
                     ("--unet-layers", p.GetValue(unetLayers) != null), ("--width", p.GetValue(width) != null), ("--clip-max-length", p.GetValue(clipMaxLength) != null), ("--token-embedding-std", p.GetResult(tokenStd) is { Implicit: false }),
                     ("--prediction", p.GetResult(prediction) is { Implicit: false }), ("--beta-schedule", p.GetResult(betaSchedule) is { Implicit: false }), ("--dtype", p.GetResult(dtype) is { Implicit: false }),
@@ -102,6 +103,8 @@ public static class WorldTrainCommand
                 BaseComputeDtype = computeDtype.DType,
                 TokenEmbeddingStd = p.GetValue(tokenStd) is var std && double.IsFinite(std) && std > 0 ? std : throw new EllaException($"--token-embedding-std {p.GetValue(tokenStd)}: must be a positive number"),
                 Vae = Adjust(defaults.Vae, p.GetValue(vaeSteps), "--vae-steps"),
+                VaeLatentPreview = p.GetValue(vaePreview) is not { } vp ? 0
+                    : double.IsFinite(vp) && vp >= 0 ? vp : throw new EllaException($"--vae-latent-preview {vp}: must be a number ≥ 0 (0: off)"),
                 Base = Adjust(defaults.Base, p.GetValue(baseSteps), "--base-steps"),
                 Connector = Adjust(defaults.Connector, p.GetValue(connectorSteps), "--connector-steps") with { Lr = ConnectorLr(p.GetValue(connectorLr)) ?? defaults.Connector.Lr },
                 ConnectorSamples = p.GetValue(samples) ?? defaults.ConnectorSamples,
