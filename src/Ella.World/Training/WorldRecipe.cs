@@ -61,7 +61,7 @@ public sealed class WorldTrainOptions
     /// colours and backgrounds followed the text (see the README's world section for what that did to the scores).
     /// </summary>
     public double TokenEmbeddingStd { get; init; } = 1.0;
-    /// <summary>Stage 1's latent-preview weight W (0: off, the shipped VAE): see <see cref="VaeStage.LatentPreview"/>.</summary>
+    /// <summary>Stage 1's latent-preview weight W (0: off, the shipped VAE): see <see cref="LatentPreview"/>.</summary>
     public double VaeLatentPreview { get; init; }
     /// <summary>
     /// Stage 3's distillation weight W (1, the recipe; 0: off): the connector's loss gains W · MSE to the frozen UNet's prediction from
@@ -221,7 +221,7 @@ public sealed class WorldRecipe(WorldTrainOptions o, TextWriter log)
         using var vae = new AutoencoderKL(o.Sizes.Vae());
         string vaeDir = Path.Combine(o.WorkDir, "1-vae");
         var vaeData = new WorldBatches(o.Vae.Batch, o.Seed, offset: 0);
-        using var preview = o.VaeLatentPreview > 0 ? new VaeStage.LatentPreview(o.Sizes.Vae().LatentChannels, o.VaeLatentPreview) : null;
+        using var preview = o.VaeLatentPreview > 0 ? new LatentPreview(o.Sizes.Vae().LatentChannels, o.VaeLatentPreview) : null;
         TrainableModule[] trained = preview == null ? [new("vae", vae)] : [new("vae", vae), new("vae-preview", preview)];
         if (preview != null) log.WriteLine($"[vae] latent preview regulariser, weight {o.VaeLatentPreview}");
         new StageLoop(vaeDir, "vae", o.Vae with { Seed = o.Seed * 1000 + 1 }, log).Run(trained,

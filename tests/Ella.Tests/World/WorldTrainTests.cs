@@ -175,7 +175,7 @@ public sealed class WorldTrainTests : IDisposable
     public void The_latent_preview_reads_the_latent_in_units_of_its_std_and_pulls_two_colours_apart()
     {
         manual_seed(3);
-        using var preview = new VaeStage.LatentPreview(4, 1.0);
+        using var preview = new LatentPreview(4, 1.0);
         // Left half red, right half green (in [-1, 1]); a 4-channel latent on a 4×4 grid.
         var image = zeros(1, 3, 16, 16);
         image[0, 0, .., ..8] = 0.8; image[0, 1, .., ..8] = -0.76; image[0, 0, .., 8..] = -0.76; image[0, 1, .., 8..] = 0.3;
@@ -188,7 +188,7 @@ public sealed class WorldTrainTests : IDisposable
         Assert.True(z.grad is not null && z.grad.abs().sum().item<float>() > 0);
         using (no_grad())
             Assert.True(preview.Loss(z - 0.1 * z.grad!, image).item<float>() < preview.Loss(latent, image).item<float>());
-        Assert.Throws<ArgumentOutOfRangeException>(() => new VaeStage.LatentPreview(4, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LatentPreview(4, 0));
     }
 
     [Fact]
